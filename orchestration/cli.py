@@ -1,0 +1,261 @@
+"""`tally`: the command line of SPEC §7, plus the demo, the UI and the collector.
+
+JSON goes to stdout alone; progress, logs and errors go to stderr. Bad input exits 2 with a
+one-line reason naming the file, the entry and the rule; a failed gate exits 1 naming the
+check and what it found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestration.home import TallyHome
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+err = Console(stderr=True)
+
+
+class InputError(Exception):
+    """Input the run cannot use; the message is the one line the user sees."""
+
+
+def parse_as_of(text: str | None) -> datetime:
+    from orchestration.defs.resources import parse_instant
+
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise InputError(f"--as-of {text!r}: not an ISO 8601 instant ({exc})") from exc
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    home = TallyHome.at(args.home).ensure()
+    as_of = parse_as_of(args.as_of)
+    record_config(home, args.catalog, args.customers)
+    land_events(home, [path for group in args.events or [] for path in group])
+    return execute_billing_run(home, as_of)
+
+
+def record_config(home: TallyHome, catalog: str, customers: str) -> None:
+    from ingestion.config.errors import ConfigError
+    from ingestion.config.store import ConfigStore
+
+    try:
+        ConfigStore(home.root).record(catalog, customers)
+    except ConfigError as exc:
+        raise InputError(str(exc)) from exc
+    except FileNotFoundError as exc:
+        raise InputError(f"{exc.filename}: no such file") from exc
+
+
+def land_events(home: TallyHome, paths: Sequence[str]) -> None:
+    from ingestion.landing import LandingError, LandingZone
+
+    try:
+        LandingZone(home.landing).land_paths(paths)
+    except LandingError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def execute_billing_run(home: TallyHome, as_of: datetime) -> int:
+    from orchestration.runner import run_job
+
+    outcome = run_job(home, as_of=as_of, console=err)
+    if not outcome.success:
+        for reason in outcome.failures:
+            err.print(f"[red]tally run failed:[/red] {reason}", highlight=False, soft_wrap=True)
+        return EXIT_FAILED
+    err.print(f"run {outcome.run_id} as of {as_of.isoformat()}: {len(outcome.materialized)} assets materialized", highlight=False)
+    return EXIT_OK
+
+
+# --- invoices & quarantine -------------------------------------------------------------------
+
+
+def _read_only(home: TallyHome):
+    import duckdb
+
+    if not home.warehouse.exists():
+        raise InputError(f"{home.root}: no warehouse yet (run `tally run --home {home.root} ...` first)")
+    return duckdb.connect(str(home.warehouse), read_only=True)
+
+
+def cmd_invoices(args: argparse.Namespace) -> int:
+    from billing_sync.invoice_documents import read_documents
+
+    home = TallyHome.at(args.home)
+    with _read_only(home) as con:
+        documents = read_documents(con, customer_id=args.customer, period_start=args.period_start)
+    if args.format == "json":
+        print(json.dumps(documents, indent=2))
+    else:
+        Console().print(invoice_table(documents))
+    return EXIT_OK
+
+
+def invoice_table(documents: list[dict]) -> Table:
+    table = Table(title=f"{len(documents)} invoices")
+    for column, justify in (("invoice", "left"), ("status", "left"), ("period", "left"), ("lines", "right"),
+                            ("subtotal", "right"), ("discount", "right"), ("tax", "right"),
+                            ("credits", "right"), ("total", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    colors = {"finalized": "green", "draft": "yellow", "open": "cyan"}
+    for doc in documents:
+        table.add_row(
+            doc["invoice_id"],
+            f"[{colors.get(doc['status'], 'white')}]{doc['status']}[/]",
+            f"{doc['period_start']} → {doc['period_end']}",
+            str(len(doc["lines"])),
+            doc["subtotal"], doc["discount"], doc["tax"], doc["credits_applied"],
+            f"{doc['total']} {doc['currency']}",
+        )
+    return table
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from ingestion.pipeline import list_quarantine
+
+    home = TallyHome.at(args.home)
+    with _read_only(home) as con:
+        has = con.execute(
+            "select count(*) from information_schema.tables where table_schema='raw' and table_name='quarantine'"
+        ).fetchone()
+        rows = list_quarantine(con) if has and has[0] else []
+    if args.format == "json":
+        print(json.dumps([{k: row.get(k) for k in ("id", "source", "reason", "file")} for row in rows], indent=2, default=str))
+        return EXIT_OK
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["reason"]] = counts.get(row["reason"], 0) + 1
+    summary = Table(title="quarantined events by reason")
+    summary.add_column("reason")
+    summary.add_column("events", justify="right")
+    for reason, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        summary.add_row(reason, str(count))
+    detail = Table(title="unresolved rows")
+    for column in ("reason", "source", "id", "file", "line"):
+        detail.add_column(column)
+    for row in rows:
+        detail.add_row(row["reason"], str(row.get("source")), str(row.get("id")), str(row.get("file")), str(row.get("row_number")))
+    console = Console()
+    console.print(summary)
+    console.print(detail)
+    return EXIT_OK
+
+
+# --- ui & demo -------------------------------------------------------------------------------
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`dagster dev` (webserver + daemon, so schedules and sensors run) on the home's instance."""
+    from orchestration.runner import activate
+    from orchestration.manifest import ensure_manifest
+
+    home = TallyHome.at(args.home)
+    activate(home)
+    ensure_manifest()
+    repo_root = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).parent / "dagster"
+    err.print(f"Dagster UI for {home.root}: http://{args.host}:{args.port}", highlight=False)
+    os.chdir(repo_root)
+    os.execve(
+        str(dagster),
+        [str(dagster), "dev", "-w", str(repo_root / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
+        os.environ.copy(),
+    )
+    return EXIT_OK  # not reached
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ingestion.demo_data import write_demo_dataset
+
+    home = TallyHome.at(args.home).ensure()
+    inputs = home.root / "demo-input"
+    err.print(f"Generating a demo: {args.customers} customers, {args.events:,} events → {inputs}", highlight=False)
+    dataset = write_demo_dataset(inputs, events=args.events, customers=args.customers, seed=args.seed)
+    record_config(home, str(dataset.catalog_path), str(dataset.customers_path))
+    land_events(home, [str(p) for p in dataset.event_paths])
+    as_of = dataset.as_of if isinstance(dataset.as_of, datetime) else parse_as_of(str(dataset.as_of))
+    status = execute_billing_run(home, as_of)
+    if status != EXIT_OK:
+        return status
+    from billing_sync.invoice_documents import read_documents
+
+    with _read_only(home) as con:
+        documents = read_documents(con)
+    Console().print(invoice_table(documents))
+    err.print(
+        f"\nOpen the Dagster UI on the same data:\n  .venv/bin/tally ui --home {home.root}\n"
+        f"then browse http://127.0.0.1:3000 (asset graph, runs, checks).",
+        highlight=False,
+    )
+    return EXIT_OK
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tally", description="Tally: usage events in, exact invoices out.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="land event files and run the billing pipeline as of an instant")
+    run.add_argument("--home", required=True, help="the Tally home directory (warehouse, Dagster instance, config copies)")
+    run.add_argument("--catalog", required=True, help="the pricing catalog YAML (SPEC §2)")
+    run.add_argument("--customers", required=True, help="the customer YAML or a SQLAlchemy URL (SPEC §3)")
+    run.add_argument("--events", nargs="+", action="append", metavar="PATH", help="event files or folders to land (repeatable)")
+    run.add_argument("--as-of", help="the run's clock, ISO 8601 (default: now; without an offset: UTC)")
+    run.set_defaults(func=cmd_run)
+
+    invoices = sub.add_parser("invoices", help="print the invoices of the last successful run")
+    invoices.add_argument("--home", required=True)
+    invoices.add_argument("--format", choices=["json", "table"], default="table")
+    invoices.add_argument("--customer", help="only this customer id")
+    invoices.add_argument("--period-start", help="only the period starting on this local date (YYYY-MM-DD)")
+    invoices.set_defaults(func=cmd_invoices)
+
+    quarantine = sub.add_parser("quarantine", help="list unresolved quarantined events")
+    quarantine.add_argument("--home", required=True)
+    quarantine.add_argument("--format", choices=["json", "table"], default="table")
+    quarantine.set_defaults(func=cmd_quarantine)
+
+    ui = sub.add_parser("ui", help="start the Dagster webserver and daemon on the home's instance")
+    ui.add_argument("--home", required=True)
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+
+    demo = sub.add_parser("demo", help="generate realistic demo data, run the pipeline, print the invoices")
+    demo.add_argument("--home", default=str(Path.home() / ".tally" / "demo"))
+    demo.add_argument("--events", type=int, default=1_000_000)
+    demo.add_argument("--customers", type=int, default=50)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

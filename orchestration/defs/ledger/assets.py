@@ -1,0 +1,58 @@
+"""The money-moving end of the run: finalization into the ledger, then the published documents."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from billing_sync.finalization import finalize_invoices
+from billing_sync.invoice_documents import publish_documents
+from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
+
+INVOICE_MARTS = [
+    dg.AssetKey(["marts", "fct_invoices"]),
+    dg.AssetKey(["marts", "fct_invoice_lines"]),
+    dg.AssetKey(["intermediate", "int_price_book_charges"]),
+    dg.AssetKey(["intermediate", "int_price_book_prices"]),
+    dg.AssetKey(["intermediate", "int_price_book_tiers"]),
+    dg.AssetKey(["intermediate", "int_credit_movements"]),
+]
+INVOICE_LEDGER = dg.AssetKey(["ledger", "invoice_ledger"])
+
+
+@dg.asset(
+    key=INVOICE_LEDGER,
+    deps=INVOICE_MARTS,
+    group_name="ledger",
+    kinds={"python", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    description="Append-only ledger of finalized invoices (SPEC §5): frozen with their lines, price "
+    "book and credit movements on the first run past their grace period; never changed again.",
+)
+def invoice_ledger(
+    context: dg.AssetExecutionContext, tally: TallyHomeResource, clock: BillingClockResource
+) -> dg.MaterializeResult:
+    with tally.warehouse() as con:
+        report = finalize_invoices(con, as_of=clock.resolve(context))
+        frozen = con.execute("select count(*) from ledger.finalized_invoices").fetchone()
+    return dg.MaterializeResult(
+        metadata={
+            "finalized_this_run": report.count,
+            "finalized_total": frozen[0] if frozen else 0,
+            "invoices": dg.MetadataValue.md("\n".join(f"- {i}" for i in report.finalized) or "none"),
+        }
+    )
+
+
+@dg.asset(
+    key=dg.AssetKey(["marts", "invoice_documents"]),
+    deps=[INVOICE_LEDGER],
+    group_name="ledger",
+    kinds={"python", "duckdb"},
+    pool=WAREHOUSE_POOL,
+    description="The invoice documents of SPEC §6, published in one transaction after every gate "
+    "passed: what `tally invoices` prints.",
+)
+def invoice_documents(tally: TallyHomeResource) -> dg.MaterializeResult:
+    with tally.warehouse() as con:
+        count = publish_documents(con)
+    return dg.MaterializeResult(metadata={"invoices": count})

@@ -1,0 +1,66 @@
+"""The layout of a Tally home directory (see docs/warehouse.md). Plain paths, no I/O at import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DAGSTER_YAML = """\
+# Written by tally: the Dagster instance of this Tally home.
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    # DuckDB has one writer: every asset that writes the warehouse is in the `warehouse` pool.
+    default_limit: 1
+"""
+
+
+@dataclass(frozen=True)
+class TallyHome:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | Path) -> TallyHome:
+        return cls(Path(path).expanduser().resolve())
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.root / "dagster"
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def dbt_target(self) -> Path:
+        return self.root / "dbt" / "target"
+
+    @property
+    def dbt_logs(self) -> Path:
+        return self.root / "dbt" / "logs"
+
+    @property
+    def exports(self) -> Path:
+        return self.root / "exports"
+
+    def ensure(self) -> TallyHome:
+        """Create the folders and the Dagster instance settings (idempotent)."""
+        for folder in (self.root, self.dagster_home, self.landing, self.dbt_target, self.dbt_logs, self.exports):
+            folder.mkdir(parents=True, exist_ok=True)
+        settings = self.dagster_home / "dagster.yaml"
+        if not settings.exists():
+            settings.write_text(DAGSTER_YAML)
+        return self
+
+    def environment(self) -> dict[str, str]:
+        """The variables the Dagster definitions read (through dg.EnvVar) for this home."""
+        return {
+            "TALLY_HOME": str(self.root),
+            "DAGSTER_HOME": str(self.dagster_home),
+            "TALLY_WAREHOUSE": str(self.warehouse),
+        }
