@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestration.home import TallyHome
@@ -77,7 +78,7 @@ def execute_billing_run(home: TallyHome, as_of: datetime) -> int:
     outcome = run_job(home, as_of=as_of, console=err)
     if not outcome.success:
         for reason in outcome.failures:
-            err.print(f"[red]tally run failed:[/red] {reason}", highlight=False, soft_wrap=True)
+            err.print(f"[red]tally run failed:[/red] {escape(reason)}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
     err.print(f"run {outcome.run_id} as of {as_of.isoformat()}: {len(outcome.materialized)} assets materialized", highlight=False)
     return EXIT_OK
@@ -103,8 +104,14 @@ def cmd_invoices(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(documents, indent=2))
     else:
-        Console().print(invoice_table(documents))
+        wide_console().print(invoice_table(documents))
     return EXIT_OK
+
+
+def wide_console() -> Console:
+    """Stdout; wide enough for the invoice table even when piped (no terminal to measure)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
 
 
 def invoice_table(documents: list[dict]) -> Table:
@@ -197,7 +204,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with _read_only(home) as con:
         documents = read_documents(con)
-    Console().print(invoice_table(documents))
+    wide_console().print(invoice_table(documents))
     err.print(
         f"\nOpen the Dagster UI on the same data:\n  .venv/bin/tally ui --home {home.root}\n"
         f"then browse http://127.0.0.1:3000 (asset graph, runs, checks).",
@@ -253,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
@@ -19,6 +22,9 @@ defs = dg.Definitions(
     resources={
         "tally": TallyHomeResource(home=dg.EnvVar("TALLY_HOME")),
         "clock": BillingClockResource(),
-        "dbt": DbtCliResource(project_dir=tally_dbt_project),
+        # the dbt of this environment, whether or not its bin/ is on PATH
+        "dbt": DbtCliResource(
+            project_dir=tally_dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")
+        ),
     },
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -71,9 +72,13 @@ def run_job(
             )
 
         worker = threading.Thread(target=execute, daemon=True)
-        worker.start()
-        _show_progress(worker, run_id, total, console or Console(stderr=True))
-        worker.join()
+        log_path = home.root / "logs" / f"run-{run_id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # dbt's own log goes to the run's log file: stdout stays for JSON output alone
+        with log_path.open("w") as log, contextlib.redirect_stdout(log):
+            worker.start()
+            _show_progress(worker, run_id, total, console or Console(stderr=True))
+            worker.join()
         result = outcome["result"]
         materialized = [
             event.asset_key.to_user_string()

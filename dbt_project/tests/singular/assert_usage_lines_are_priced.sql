@@ -1,3 +1,5 @@
+{{ config(store_failures=true) }}
+
 -- A dimension value with no price and no "*" fallback is never billed at 0 (SPEC §2):
 -- it fails the run, naming the customer, the charge and the value.
 select

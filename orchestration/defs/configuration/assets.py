@@ -1,6 +1,5 @@
 """The catalog and customers, validated, as warehouse tables for the dbt models."""
 
-from __future__ import annotations
 
 import dagster as dg
 

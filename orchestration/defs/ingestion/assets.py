@@ -1,6 +1,5 @@
 """Usage events: every landed file ingested exactly once into raw events and the quarantine."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """The money-moving end of the run: finalization into the ledger, then the published documents."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """The dbt models: staging, metering, rating and the invoice marts, built as of the run's clock."""
 
-from __future__ import annotations
 
 import json
 import os
