@@ -10,7 +10,11 @@
     )
 {%- endmacro %}
 
-{#- The run's clock as an instant. -#}
+{#-
+  The run's clock (SPEC §7 --as-of) as an instant: every status, period and finalization
+  decision uses it. It is data, not a dbt var (a var change forces a full re-parse): the
+  dbt asset writes it to config.run_clock right before `dbt build`.
+-#}
 {% macro as_of() -%}
-    cast('{{ var("as_of") }}' as timestamptz)
+    (select as_of from {{ source('config', 'run_clock') }})
 {%- endmacro %}

@@ -1,10 +1,11 @@
 """The dbt models: staging, metering, rating and the invoice marts, built as of the run's clock."""
 
 
-import json
 import os
+from datetime import datetime
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
@@ -26,11 +27,17 @@ def tally_dbt_models(
     """`dbt build` (models, seeds and data tests; unit tests run in CI, not here)."""
     paths = tally.paths.ensure()
     os.environ["TALLY_WAREHOUSE"] = str(paths.warehouse)
-    as_of = clock.resolve(context).isoformat()
+    with tally.warehouse() as con:
+        write_run_clock(con, clock.resolve(context))
     args = [
         "build",
-        "--vars", json.dumps({"as_of": as_of}),
         "--exclude-resource-type", "unit_test",
         "--log-path", str(paths.dbt_logs),
     ]
     yield from dbt.cli(args, context=context, target_path=paths.dbt_target).stream()
+
+
+def write_run_clock(con: duckdb.DuckDBPyConnection, as_of: datetime) -> None:
+    """The clock is data the models read (a dbt var would force a full re-parse per run)."""
+    con.execute("create schema if not exists config")
+    con.execute("create or replace table config.run_clock as select cast(? as timestamptz) as as_of", [as_of])

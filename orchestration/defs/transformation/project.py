@@ -23,7 +23,14 @@ CUSTOMER_TABLES = frozenset({"customers", "subscriptions", "discounts", "credit_
 tally_dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
+# Read by dbt but written by the dbt step itself (the clock) or after it (the ledger):
+# not upstream edges.
+SELF_WRITTEN = (dg.AssetKey(["config", "run_clock"]),)
+
+
 def source_asset_key(source_name: str, table: str) -> dg.AssetKey:
+    if source_name == "config" and table == "run_clock":
+        return dg.AssetKey(["config", "run_clock"])
     if source_name == "config":
         return dg.AssetKey(["config", "customers" if table in CUSTOMER_TABLES else "catalog"])
     if source_name == "raw":
@@ -46,5 +53,8 @@ class TallyDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
-        deps = [dep for dep in spec.deps if dep.asset_key.path[0] != "ledger"]
+        deps = [
+            dep for dep in spec.deps
+            if dep.asset_key.path[0] != "ledger" and dep.asset_key not in SELF_WRITTEN
+        ]
         return spec.replace_attributes(deps=deps) if len(deps) != len(spec.deps) else spec

@@ -38,7 +38,7 @@ bounds as (
         grids.anchor_day,
         grids.first_start_date,
         cast(date_trunc('month', grids.first_start_date) as date) as first_month,
-        cast(timezone(customers.timezone, cast('{{ var("as_of") }}' as timestamptz)) as date)
+        cast(timezone(customers.timezone, {{ as_of() }}) as date)
             as as_of_local_date
 
     from grids
