@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
-# System packages the tests use: PostgreSQL 15 (a throwaway cluster per test session) and
-# Debian's Chromium + ChromeDriver (the browser test). Skipped when already present.
+# System packages the tests use, installed when missing: PostgreSQL 15 (the tests start a
+# throwaway cluster of their own).
 set -euo pipefail
 need=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
