@@ -11,13 +11,20 @@ from dagster_dbt import DbtCliResource
 from orchestration.defs.configuration.assets import configuration_tables
 from orchestration.defs.ingestion.assets import usage_events
 from orchestration.defs.jobs import billing_run
-from orchestration.defs.ledger.assets import invoice_documents, invoice_ledger
+from orchestration.defs.ledger.assets import invoice_documents, invoice_ledger, marts_parquet
 from orchestration.defs.resources import BillingClockResource, TallyHomeResource
 from orchestration.defs.transformation.assets import tally_dbt_models
 from orchestration.defs.transformation.project import tally_dbt_project
 
 defs = dg.Definitions(
-    assets=[configuration_tables, usage_events, tally_dbt_models, invoice_ledger, invoice_documents],
+    assets=[
+        configuration_tables,
+        usage_events,
+        tally_dbt_models,
+        invoice_ledger,
+        invoice_documents,
+        marts_parquet,
+    ],
     jobs=[billing_run],
     resources={
         "tally": TallyHomeResource(home=dg.EnvVar("TALLY_HOME")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from tests.integration.scenario_runner import (
     invoice_differences,
     quarantine_differences,
     run_scenario,
+    run_steps,
+    tally,
 )
 
 SCENARIOS = sorted(p for p in SCENARIOS_DIR.iterdir() if (p / "steps.yaml").exists()) if SCENARIOS_DIR.exists() else []
@@ -30,3 +33,9 @@ def test_scenario_invoices_match_expected_json(scenario: Path, tally_home: Path)
     if expected_quarantine is not None:
         problems += quarantine_differences(result.quarantine, expected_quarantine)
     assert not problems, "\n".join(problems)
+
+    # Running every step again on the same home changes nothing: landing is idempotent and
+    # finalized invoices are frozen (issue #4: "running each scenario's steps twice").
+    run_steps(scenario, tally_home)
+    again = json.loads(tally("invoices", "--home", tally_home, "--format", "json").stdout)
+    assert again == result.invoices

@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from billing_sync.analyst_exports import export_marts
 from billing_sync.finalization import finalize_invoices
 from billing_sync.invoice_documents import publish_documents
 from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
@@ -55,3 +56,21 @@ def invoice_documents(tally: TallyHomeResource) -> dg.MaterializeResult:
     with tally.warehouse() as con:
         count = publish_documents(con)
     return dg.MaterializeResult(metadata={"invoices": count})
+
+
+@dg.asset(
+    key=dg.AssetKey(["exports", "marts_parquet"]),
+    deps=[dg.AssetKey(["marts", "invoice_documents"])],
+    group_name="ledger",
+    kinds={"python", "parquet"},
+    pool=WAREHOUSE_POOL,
+    description="Parquet copies of every mart under HOME/exports, for analysts to query while "
+    "runs hold the warehouse (docs/analysts.md).",
+)
+def marts_parquet(tally: TallyHomeResource) -> dg.MaterializeResult:
+    paths = tally.paths.ensure()
+    with tally.warehouse() as con:
+        counts = export_marts(con, paths.exports)
+    return dg.MaterializeResult(
+        metadata={"folder": str(paths.exports), **{f"rows:{table}": n for table, n in counts.items()}}
+    )

@@ -1,9 +1,9 @@
-{#- One row per customer, charge and UTC day of billable usage: what analysts chart. -#}
+{#- One row per customer, meter, UTC day and group_by values (sums of the hourly mart). -#}
 with
 
-metered as (
+hourly as (
 
-    select * from {{ ref('int_usage_events_metered') }}
+    select * from {{ ref('fct_usage_hourly') }}
 
 ),
 
@@ -11,13 +11,15 @@ final as (
 
     select
         customer_id,
-        charge_key,
-        cast(occurred_at as date) as usage_date,
-        group_value,
-        count(*) as event_count,
-        sum(value_number) as value_total
+        meter_key,
+        cast(usage_hour_at as date) as usage_date,
+        group_values,
+        min(aggregation) as aggregation,
+        cast(sum(event_count) as bigint) as event_count,
+        sum(value_sum) as value_sum,
+        max(value_max) as value_max
 
-    from metered
+    from hourly
     group by all
 
 )
