@@ -22,7 +22,7 @@ from rich.table import Table
 from orchestration.home import TallyHome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class InputError(Exception):
@@ -81,7 +81,29 @@ def execute_billing_run(home: TallyHome, as_of: datetime) -> int:
             err.print(f"[red]tally run failed:[/red] {escape(reason)}", highlight=False, soft_wrap=True)
         return EXIT_FAILED
     err.print(f"run {outcome.run_id} as of {as_of.isoformat()}: {len(outcome.materialized)} assets materialized", highlight=False)
+    for pending in pending_late_usage(home):
+        err.print(f"[yellow]late usage pending[/yellow] (no invoice to land on yet): {escape(pending)}", highlight=False)
     return EXIT_OK
+
+
+def pending_late_usage(home: TallyHome) -> list[str]:
+    """Late usage of customers with no invoice left to bill it on (SPEC §5): reported, never lost."""
+    with _read_only(home) as con:
+        exists = con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_schema = 'marts' and table_name = 'fct_late_usage_pending'"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return []
+        rows = con.execute(
+            "select customer_id, for_period_start, charge_key, group_value, quantity, amount, currency "
+            "from marts.fct_late_usage_pending order by all"
+        ).fetchall()
+    return [
+        f"{customer} {period} {charge}{'/' + group if group else ''}: quantity {quantity.normalize():f}, "
+        f"amount {amount.normalize():f} {currency}"
+        for customer, period, charge, group, quantity, amount, currency in rows
+    ]
 
 
 # --- invoices & quarantine -------------------------------------------------------------------
@@ -164,6 +186,80 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- billing close & re-rating ---------------------------------------------------------------
+
+
+def parse_month(text: str) -> str:
+    """`2026-01` or a date in that month → the monthly partition key `2026-01-01`."""
+    try:
+        return datetime.strptime(text[:7], "%Y-%m").date().isoformat()
+    except ValueError as exc:
+        raise InputError(f"--period {text!r}: expected YYYY-MM (the month of the invoices' local period start)") from exc
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    """The billing run for one period: the job `billing_close` for that month's partition."""
+    from orchestration.runner import run_job
+
+    home = TallyHome.at(args.home)
+    if not (home.root / "config" / "history.jsonl").exists():
+        raise InputError(f"{home.root}: no configuration recorded yet (run `tally run --home {home.root} ...` first)")
+    partition = parse_month(args.period)
+    as_of = parse_as_of(args.as_of)
+    outcome = run_job(home, as_of=as_of, job_name="billing_close", console=err, partition_key=partition)
+    if not outcome.success:
+        for reason in outcome.failures:
+            err.print(f"[red]tally close failed:[/red] {escape(reason)}", highlight=False)
+        return EXIT_FAILED
+    err.print(f"billing close of {partition[:7]}: run {outcome.run_id} as of {as_of.isoformat()}: "
+              f"{len(outcome.materialized)} assets materialized", highlight=False)
+    return EXIT_OK
+
+
+def cmd_rerate(args: argparse.Namespace) -> int:
+    """A candidate catalog's invoices vs the real ones; prints and exports the diff."""
+    from billing_sync.rerate import PeriodFilter, RerateError, write_diff_files
+    from ingestion.config.errors import ConfigError
+    from orchestration.defs.rerate.home import rerate_home
+
+    home = TallyHome.at(args.home)
+    try:
+        period = PeriodFilter.parse(args.period_start)
+        result, folder = rerate_home(home, Path(args.catalog), period=period, out=args.out, console=err)
+    except ConfigError as exc:
+        raise InputError(str(exc)) from exc
+    except FileNotFoundError as exc:
+        raise InputError(f"{exc.filename}: no such file") from exc
+    except RerateError as exc:
+        err.print(f"[red]tally rerate failed:[/red] {escape(str(exc))}", highlight=False)
+        return EXIT_FAILED
+    paths = write_diff_files(result, folder)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        wide_console().print(rerate_table(result.to_dict()))
+    err.print(f"as of {result.as_of.isoformat()} (the last run's clock); diff written to "
+              + ", ".join(str(p) for p in paths), highlight=False)
+    return EXIT_OK
+
+
+def rerate_table(diff: dict) -> Table:
+    from decimal import Decimal
+
+    table = Table(title=f"re-rating with {diff['candidate']}" + (f" · periods {diff['period']}" if diff["period"] else ""))
+    for column, justify in (("customer / charge", "left"), ("invoices", "right"), ("old total", "right"),
+                            ("new total", "right"), ("change", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in diff["customers"]:
+        frozen = f" ({row['frozen']} finalized)" if row["frozen"] else ""
+        table.add_row(f"[bold]{escape(row['customer_id'])}[/bold]", f"{row['invoices']}{frozen}",
+                      row["old_total"], row["new_total"], f"{row['change']} {row['currency']}")
+        for charge in row["charges"]:
+            if Decimal(charge["change"]) != 0:  # unchanged charges: in the exported files
+                table.add_row(f"  {escape(charge['charge'])}", "", charge["old_amount"], charge["new_amount"], charge["change"])
+    return table
+
+
 # --- ui & demo -------------------------------------------------------------------------------
 
 
@@ -239,6 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument("--home", required=True)
     quarantine.add_argument("--format", choices=["json", "table"], default="table")
     quarantine.set_defaults(func=cmd_quarantine)
+
+    close = sub.add_parser("close", help="the billing run for one period: finalize what is due, sync to Stripe, report the month")
+    close.add_argument("--home", required=True)
+    close.add_argument("--period", "--period-start", dest="period", required=True,
+                       help="YYYY-MM: the month of the invoices' local period start")
+    close.add_argument("--as-of", help="the run's clock, ISO 8601 (default: now)")
+    close.set_defaults(func=cmd_close)
+
+    rerate = sub.add_parser("rerate", help="invoices under a candidate catalog, diffed against the real ones (nothing real changes)")
+    rerate.add_argument("--home", required=True)
+    rerate.add_argument("--catalog", required=True, help="the candidate pricing catalog YAML")
+    rerate.add_argument("--period-start", help="only periods starting on this local date (YYYY-MM-DD) or in this month (YYYY-MM)")
+    rerate.add_argument("--out", help="folder for the diff files (default: HOME/rerate/<time>-<catalog hash>/)")
+    rerate.add_argument("--format", choices=["json", "table"], default="table")
+    rerate.set_defaults(func=cmd_rerate)
 
     ui = sub.add_parser("ui", help="start the Dagster webserver and daemon on the home's instance")
     ui.add_argument("--home", required=True)
