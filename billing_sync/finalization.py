@@ -13,6 +13,7 @@ from datetime import datetime
 
 import duckdb
 
+from billing_sync.audit import append_audit, ensure_ledger_audit
 from billing_sync.invoice_documents import build_documents, document_sha256
 
 _NEWLY_FINALIZED = """
@@ -67,14 +68,13 @@ class FinalizationReport:
         return len(self.finalized)
 
 
-def finalize_invoices(
-    con: duckdb.DuckDBPyConnection, *, as_of: datetime, on_finalized=None
-) -> FinalizationReport:
+def finalize_invoices(con: duckdb.DuckDBPyConnection, *, as_of: datetime) -> FinalizationReport:
     """Freeze every invoice the marts show as finalized that the ledger does not hold yet.
 
-    `on_finalized(con, invoice_id, sha256)` runs inside the transaction for each invoice
-    (the audit log), so the ledger and its audit trail commit together.
+    Each finalization is written to the audit log (`invoice.finalize`) in the same
+    transaction, so the ledger and its audit trail commit together or not at all.
     """
+    ensure_ledger_audit(con)
     con.execute("begin transaction")
     try:
         con.execute(_NEWLY_FINALIZED)
@@ -93,9 +93,11 @@ def finalize_invoices(
                    using (invoice_id)""",
             [as_of, list(hashes), list(hashes.values())],
         )
-        if on_finalized is not None:
-            for invoice_id, sha in hashes.items():
-                on_finalized(con, invoice_id, sha)
+        for invoice_id, sha in hashes.items():
+            append_audit(
+                con, action="invoice.finalize", invoice_id=invoice_id, result="ok",
+                detail={"content_sha256": sha, "as_of": as_of.isoformat()},
+            )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
