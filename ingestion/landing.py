@@ -101,17 +101,17 @@ class LandingZone:
         return self
 
     def files(self) -> list[LandedFile]:
-        """Every landed file, in landing order."""
+        """Every landed file, in landing order (one directory scan, sorted by sequence)."""
         if not self.events_dir.exists():
             return []
         landed = []
-        for entry in self.events_dir.iterdir():
-            match = _LANDED_NAME.match(entry.name)
-            if match and entry.is_file():
-                landed.append(
-                    LandedFile(int(match["seq"]), match["sha"], match["name"], entry)
-                )
-        return sorted(landed)
+        with os.scandir(self.events_dir) as entries:
+            for entry in entries:
+                match = _LANDED_NAME.match(entry.name)
+                if match:
+                    landed.append(LandedFile(int(match["seq"]), match["sha"], match["name"], Path(entry.path)))
+        landed.sort(key=lambda landed_file: landed_file.seq)
+        return landed
 
     def land_paths(self, paths: Sequence[str | Path]) -> list[LandedFile]:
         """Land files and folders; returns what is landed for them (new or already there)."""
@@ -120,26 +120,24 @@ class LandingZone:
     def land_file(self, path: Path) -> LandedFile:
         sha = file_sha256(path)
         with self._locked():
-            existing = self._by_sha().get(sha)
+            files = self.files()
+            existing = next((f for f in files if f.sha256 == sha), None)
             if existing is not None:
                 return existing
-            return self._publish(sha, path.name, lambda tmp: shutil.copyfile(path, tmp))
+            return self._publish(files, sha, path.name, lambda tmp: shutil.copyfile(path, tmp))
 
     def land_bytes(self, data: bytes, name: str) -> LandedFile:
         """Land in-memory content durably (the collector's batches): fsync before returning."""
         event_format(name)
         sha = hashlib.sha256(data).hexdigest()
         with self._locked():
-            existing = self._by_sha().get(sha)
+            files = self.files()
+            existing = next((f for f in files if f.sha256 == sha), None)
             if existing is not None:
                 return existing
-            return self._publish(sha, name, lambda tmp: Path(tmp).write_bytes(data))
+            return self._publish(files, sha, name, lambda tmp: Path(tmp).write_bytes(data))
 
-    def _by_sha(self) -> dict[str, LandedFile]:
-        return {landed.sha256: landed for landed in self.files()}
-
-    def _publish(self, sha: str, name: str, write) -> LandedFile:  # type: ignore[no-untyped-def]
-        files = self.files()
+    def _publish(self, files: list[LandedFile], sha: str, name: str, write) -> LandedFile:  # type: ignore[no-untyped-def]
         seq = files[-1].seq + 1 if files else 1
         safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
         target = self.events_dir / f"{seq:012d}-{sha}-{safe_name}"

@@ -1,0 +1,3 @@
+from ingestion.collector import main
+
+main()
