@@ -189,30 +189,30 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 # --- billing close & re-rating ---------------------------------------------------------------
 
 
-def parse_month(text: str) -> str:
-    """`2026-01` or a date in that month → the monthly partition key `2026-01-01`."""
-    try:
-        return datetime.strptime(text[:7], "%Y-%m").date().isoformat()
-    except ValueError as exc:
-        raise InputError(f"--period {text!r}: expected YYYY-MM (the month of the invoices' local period start)") from exc
-
-
 def cmd_close(args: argparse.Namespace) -> int:
-    """The billing run for one period: the job `billing_close` for that month's partition."""
+    """The billing run for one period: the job `billing_close` with the period as config."""
+    from orchestration.defs.reports.summaries import parse_month
+    from orchestration.defs.periods import PERIOD_TAG, close_config
     from orchestration.runner import run_job
 
     home = TallyHome.at(args.home)
     if not (home.root / "config" / "history.jsonl").exists():
         raise InputError(f"{home.root}: no configuration recorded yet (run `tally run --home {home.root} ...` first)")
-    partition = parse_month(args.period)
+    try:
+        period = parse_month(args.period).isoformat()[:7]
+    except ValueError as exc:
+        raise InputError(f"--period: {exc}") from exc
     as_of = parse_as_of(args.as_of)
-    outcome = run_job(home, as_of=as_of, job_name="billing_close", console=err, partition_key=partition)
+    outcome = run_job(home, as_of=as_of, job_name="billing_close", console=err,
+                      extra_run_config=close_config(period), tags={PERIOD_TAG: period})
     if not outcome.success:
         for reason in outcome.failures:
             err.print(f"[red]tally close failed:[/red] {escape(reason)}", highlight=False)
         return EXIT_FAILED
-    err.print(f"billing close of {partition[:7]}: run {outcome.run_id} as of {as_of.isoformat()}: "
-              f"{len(outcome.materialized)} assets materialized", highlight=False)
+    report = home.root / "reports" / "closes" / f"{period}.json"
+    err.print(f"billing close of {period}: run {outcome.run_id} as of {as_of.isoformat()}: "
+              f"{len(outcome.materialized)} assets materialized; report: {report}", highlight=False)
+    print(report.read_text(encoding="utf-8"), end="")  # the period's invoices, revenue and Stripe status
     return EXIT_OK
 
 

@@ -8,11 +8,17 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from orchestration.defs.billing.assets import stripe_invoices
 from orchestration.defs.configuration.assets import configuration_tables
 from orchestration.defs.ingestion.assets import usage_events
-from orchestration.defs.jobs import billing_run
+from orchestration.defs.jobs import JOBS
 from orchestration.defs.ledger.assets import invoice_documents, invoice_ledger, marts_parquet
+from orchestration.defs.quality.checks import QUALITY_CHECKS
+from orchestration.defs.reports.assets import daily_usage, monthly_invoices, period_close
+from orchestration.defs.rerate.assets import rerate_diff
 from orchestration.defs.resources import BillingClockResource, TallyHomeResource
+from orchestration.defs.schedules import SCHEDULES
+from orchestration.defs.sensors import SENSORS
 from orchestration.defs.transformation.assets import tally_dbt_models
 from orchestration.defs.transformation.project import tally_dbt_project
 
@@ -24,8 +30,19 @@ defs = dg.Definitions(
         invoice_ledger,
         invoice_documents,
         marts_parquet,
+        # orchestration (docs/operations.md): reports, Stripe sync
+        daily_usage,
+        monthly_invoices,
+        period_close,
+        stripe_invoices,
+        rerate_diff,
     ],
-    jobs=[billing_run],
+    asset_checks=QUALITY_CHECKS,
+    jobs=JOBS,
+    schedules=SCHEDULES,
+    sensors=SENSORS,
+    # every run in one process, UI materializations included: steps in order, low overhead
+    executor=dg.in_process_executor,
     resources={
         "tally": TallyHomeResource(home=dg.EnvVar("TALLY_HOME")),
         "clock": BillingClockResource(),

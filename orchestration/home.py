@@ -10,10 +10,15 @@ DAGSTER_YAML = """\
 telemetry:
   enabled: false
 concurrency:
+  runs:
+    # Runs launched by the daemon (UI, schedules, sensors) queue: one at a time per home.
+    max_concurrent_runs: 1
   pools:
-    # DuckDB has one writer: every asset that writes the warehouse is in the `warehouse` pool.
+    # DuckDB has one writer: every asset that writes the warehouse is in the `warehouse` pool,
+    # so a `tally run` (in-process, outside the queue) and a daemon run take turns step by step.
     default_limit: 1
 """
+TALLY_WRITTEN = "# Written by tally"
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,9 @@ class TallyHome:
         for folder in (self.root, self.dagster_home, self.landing, self.dbt_target, self.dbt_logs, self.exports):
             folder.mkdir(parents=True, exist_ok=True)
         settings = self.dagster_home / "dagster.yaml"
-        if not settings.exists():
+        current = settings.read_text() if settings.exists() else None
+        # (re)write it unless an operator replaced tally's version with their own
+        if current is None or (current.startswith(TALLY_WRITTEN) and current != DAGSTER_YAML):
             settings.write_text(DAGSTER_YAML)
         return self
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -47,8 +49,13 @@ def run_job(
     job_name: str = "billing_run",
     console: Console | None = None,
     extra_run_config: dict | None = None,
+    partition_key: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> RunOutcome:
-    """Execute a job in-process in the home's Dagster instance (visible in the UI)."""
+    """Execute a job in-process in the home's Dagster instance (visible in the UI).
+
+    Runs of one home queue on a file lock (see `home_run_lock`) before they start.
+    """
     import dagster as dg
 
     activate(home)
@@ -63,12 +70,15 @@ def run_job(
         run_config.setdefault(key, {}).update(value)
     total = len(job.asset_layer.executable_asset_keys) if hasattr(job, "asset_layer") else 0
 
-    with dg.DagsterInstance.get() as instance:
+    with home_run_lock(home, console or Console(stderr=True)), dg.DagsterInstance.get() as instance:
+        wait_for_runs_in_progress(instance, console or Console(stderr=True))
         outcome: dict = {}
+        run_tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
         def execute() -> None:
             outcome["result"] = job.execute_in_process(
-                run_config=run_config, instance=instance, raise_on_error=False, run_id=run_id
+                run_config=run_config, instance=instance, raise_on_error=False, run_id=run_id,
+                partition_key=partition_key, tags=run_tags,
             )
 
         worker = threading.Thread(target=execute, daemon=True)
@@ -87,6 +97,68 @@ def run_job(
         ]
         failures = [] if result.success else explain_failure(result, home)
     return RunOutcome(run_id, result.success, failures, materialized)
+
+
+@contextlib.contextmanager
+def home_run_lock(home: TallyHome, console: Console):
+    """One `tally` run at a time per home: a second one waits here instead of failing on the
+    DuckDB writer lock. Runs launched by the Dagster daemon (UI, schedules, sensors) queue in
+    the instance instead (one run at a time, warehouse steps in a pool of 1: see home.py)."""
+    path = home.root / ".run.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            console.print(f"waiting for another run on {home.root} to finish…", highlight=False)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+PID_TAG, HOST_TAG = "tally/pid", "tally/host"
+RUN_WAIT_LIMIT_SECONDS = 3600
+
+
+def wait_for_runs_in_progress(instance, console: Console, limit: float = RUN_WAIT_LIMIT_SECONDS) -> None:
+    """Start only when no other run of this home is in progress (one launched by the daemon).
+
+    Runs that overlap step by step would still take turns on the warehouse (the pool), but a
+    run's money-moving steps must not see another run's half-built marts. The daemon holds its
+    queued runs while this one is in progress (`max_concurrent_runs: 1` counts it). A run left
+    STARTED by a `tally` process that died is ignored; after `limit` seconds this run goes on
+    (the pool still keeps DuckDB to one writer).
+    """
+    import dagster as dg
+
+    statuses = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    deadline = time.monotonic() + limit
+    announced: set[str] = set()
+    while time.monotonic() < deadline:
+        runs = [run for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses)) if not _orphaned(run)]
+        if not runs:
+            return
+        for run in runs:
+            if run.run_id not in announced:
+                announced.add(run.run_id)
+                console.print(f"waiting for run {run.run_id[:8]} ({run.job_name}) to finish…", highlight=False)
+        time.sleep(1)
+    console.print("[yellow]other runs are still in progress; starting anyway (steps take turns)[/yellow]")
+
+
+def _orphaned(run) -> bool:
+    """A run of a `tally` process on this host that no longer exists."""
+    pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
 
 
 def _show_progress(worker: threading.Thread, run_id: str, total: int, console: Console) -> None:
@@ -137,6 +209,8 @@ def explain_failure(result, home: TallyHome) -> list[str]:
                 continue
         if reasons and "dbt" in message:
             continue
+        if reasons and error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+            continue  # the failed blocking checks are listed above, with what they found
         reasons.append(f"{event.step_key}: {message}")
     return reasons or ["the run failed (see the Dagster UI for the run's logs)"]
 
@@ -151,7 +225,9 @@ def _root_message(error) -> str:
 def _describe_check(evaluation, home: TallyHome) -> str:
     name = evaluation.check_name
     metadata = evaluation.metadata or {}
-    detail = metadata.get("found") or metadata.get("failing_rows") or metadata.get("dagster_dbt/failed_row_count")
+    if metadata.get("found") is not None:  # Tally's own checks say what they found in one line
+        return f"{name} failed: {getattr(metadata['found'], 'value', metadata['found'])}"
+    detail = metadata.get("failing_rows") or metadata.get("dagster_dbt/failed_row_count")
     found = _failing_rows(home, name)
     if found:
         return f"{name} failed: {found}"

@@ -1,12 +1,83 @@
-"""Jobs: the billing run materializes everything from landed events to published invoices."""
+"""Jobs: what each kind of run materializes (docs/operations.md).
+
+- `billing_run`: everything from landed events to published invoices; `tally run`, the daily
+  close and the UI. Any run that builds invoices finalizes what passed its grace period.
+- `ingest_and_meter`: landed events into raw, then the usage marts only (no invoices); hourly
+  and whenever files land.
+- `billing_close`: the billing run for one period (launchpad config: `period`, YYYY-MM): the
+  billing run, then the Stripe sync and what the close did for that month.
+- `usage_report`: the daily usage report of some UTC days.
+- `invoice_report`: the monthly invoice report of some months (local period start).
+- `rerate`: a candidate catalog's invoices and their diff against the real ones (config:
+  the candidate's path); writes nothing but its report.
+Only the report jobs are partitioned (usage by UTC day, invoices by month), so every other
+job, `tally run` included, is one run over everything due. Every job runs in-process: one
+process per run, steps in order, warehouse steps in the `warehouse` pool.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
+from dagster_dbt import build_dbt_asset_selection
+
+from orchestration.defs.billing.assets import BILLING_SYNC_GROUP
+from orchestration.defs.reports.assets import (
+    DAILY_USAGE,
+    MONTHLY_INVOICES,
+    PERIOD_CLOSE,
+    REPORTS_GROUP,
+)
+from orchestration.defs.rerate.assets import rerate
+from orchestration.defs.transformation.assets import tally_dbt_models
+
+# Not part of an ordinary run: partitioned reports, experiments, and pushes to Stripe.
+_NOT_IN_BILLING_RUN = dg.AssetSelection.groups(REPORTS_GROUP, BILLING_SYNC_GROUP)
+BILLING_RUN_SELECTION = dg.AssetSelection.all() - _NOT_IN_BILLING_RUN
 
 billing_run = dg.define_asset_job(
     "billing_run",
-    selection=dg.AssetSelection.all(),
-    description="Ingest landed events, rate, finalize what passed its grace period, publish invoices.",
+    selection=BILLING_RUN_SELECTION,
+    description="Ingest landed events, rate, finalize what passed its grace period, "
+    "publish invoices.",
     executor_def=dg.in_process_executor,
 )
+
+ingest_and_meter = dg.define_asset_job(
+    "ingest_and_meter",
+    selection=(
+        build_dbt_asset_selection(
+            [tally_dbt_models], dbt_select="+path:models/marts/usage"
+        ).upstream()
+        - _NOT_IN_BILLING_RUN
+    ).required_multi_asset_neighbors(),
+    description="Ingest landed events and rebuild the usage marts (metering); no invoices.",
+    executor_def=dg.in_process_executor,
+)
+
+billing_close = dg.define_asset_job(
+    "billing_close",
+    selection=BILLING_RUN_SELECTION
+    | dg.AssetSelection.groups(BILLING_SYNC_GROUP)
+    | dg.AssetSelection.assets(PERIOD_CLOSE),
+    description="The billing run for one period (config: period, YYYY-MM, the month of the "
+    "invoices' local period start): rate and finalize what is due, sync finalized invoices "
+    "to Stripe, report the period.",
+    executor_def=dg.in_process_executor,
+)
+
+usage_report = dg.define_asset_job(
+    "usage_report",
+    selection=dg.AssetSelection.assets(DAILY_USAGE),
+    description="The daily usage report of UTC event days (idempotent; many days run as one run).",
+    executor_def=dg.in_process_executor,
+)
+
+invoice_report = dg.define_asset_job(
+    "invoice_report",
+    selection=dg.AssetSelection.assets(MONTHLY_INVOICES),
+    description="The monthly invoice report of some months (idempotent; many months run as "
+    "one run).",
+    executor_def=dg.in_process_executor,
+)
+
+JOBS = [billing_run, ingest_and_meter, billing_close, usage_report, invoice_report, rerate]

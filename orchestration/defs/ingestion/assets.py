@@ -41,7 +41,9 @@ def usage_events(
     with tally.warehouse() as con:
         ensure_raw_schema(con)
         rules = IngestRules.from_warehouse(con, clock.resolve(context))
+        last_load = _last_load_id(con)
         report = ingest_landed(con, zone, rules)
+        days = _event_days_since(con, last_load)
     yield dg.MaterializeResult(
         asset_key=USAGE_EVENTS,
         metadata={
@@ -52,6 +54,8 @@ def usage_events(
             "duplicates": report.duplicates,
             "conflicts": report.conflicts,
             "replayed": report.replayed,
+            # the UTC event days this run added events to (reports/daily_usage partitions)
+            "event_days": dg.MetadataValue.json(days),
         },
     )
     yield dg.MaterializeResult(
@@ -59,3 +63,18 @@ def usage_events(
         metadata={f"quarantined:{reason}": n for reason, n in sorted(report.quarantined_by_reason.items())}
         | {"quarantined": sum(report.quarantined_by_reason.values())},
     )
+
+
+def _last_load_id(con) -> int:
+    row = con.execute("select coalesce(max(load_id), 0) from raw.load_ledger").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _event_days_since(con, load_id: int) -> dict:
+    """First and last UTC event day of the events accepted from files loaded after `load_id`."""
+    first, last, count = con.execute(
+        "select min(event_date), max(event_date), count(distinct event_date) "
+        "from raw.usage_events where load_id > ?",
+        [load_id],
+    ).fetchone() or (None, None, 0)
+    return {"first": first.isoformat() if first else None, "last": last.isoformat() if last else None, "days": count}

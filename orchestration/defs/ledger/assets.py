@@ -6,6 +6,7 @@ import dagster as dg
 from billing_sync.analyst_exports import export_marts
 from billing_sync.finalization import finalize_invoices
 from billing_sync.invoice_documents import publish_documents
+from orchestration.defs.quality.guard import require_upstream_checks_passed
 from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
 
 INVOICE_MARTS = [
@@ -31,6 +32,7 @@ INVOICE_LEDGER = dg.AssetKey(["ledger", "invoice_ledger"])
 def invoice_ledger(
     context: dg.AssetExecutionContext, tally: TallyHomeResource, clock: BillingClockResource
 ) -> dg.MaterializeResult:
+    require_upstream_checks_passed(context)  # a failed check of an earlier run is not stepped over
     with tally.warehouse() as con:
         report = finalize_invoices(con, as_of=clock.resolve(context))
         frozen = con.execute("select count(*) from ledger.finalized_invoices").fetchone()
@@ -52,7 +54,10 @@ def invoice_ledger(
     description="The invoice documents of SPEC §6, published in one transaction after every gate "
     "passed: what `tally invoices` prints.",
 )
-def invoice_documents(tally: TallyHomeResource) -> dg.MaterializeResult:
+def invoice_documents(
+    context: dg.AssetExecutionContext, tally: TallyHomeResource
+) -> dg.MaterializeResult:
+    require_upstream_checks_passed(context)
     with tally.warehouse() as con:
         count = publish_documents(con)
     return dg.MaterializeResult(metadata={"invoices": count})

@@ -32,6 +32,8 @@ def tally_dbt_models(
     args = [
         "build",
         "--exclude-resource-type", "unit_test",
+        # a subset run (ingest_and_meter) runs only the tests whose every parent it builds
+        "--indirect-selection", "cautious",
         "--log-path", str(paths.dbt_logs),
     ]
     yield from dbt.cli(args, context=context, target_path=paths.dbt_target).stream()
