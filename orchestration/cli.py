@@ -309,6 +309,92 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+
+# --- collector, Stripe sync, exports ---------------------------------------------------------
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """The HTTP collector: acknowledged events are fsynced, then published to the landing zone."""
+    from ingestion.collector import serve
+
+    home = TallyHome.at(args.home).ensure()
+    err.print(f"collecting events for {home.root} on http://{args.host}:{args.port}/v1/events", highlight=False)
+    serve(home.root, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Finalized invoices to Stripe exactly once, then reconciliation (job `stripe_sync`)."""
+    home = TallyHome.at(args.home)
+    if args.dry_run:
+        from billing_sync.settings import StripeSettings
+        from billing_sync.stripe_sync import sync_finalized_invoices
+
+        try:
+            settings = StripeSettings.from_env()
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        with _read_write(home) as con:
+            report = sync_finalized_invoices(con, settings, dry_run=True)
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+        return EXIT_OK
+    from orchestration.runner import run_job
+
+    outcome = run_job(home, as_of=parse_as_of(None), job_name="stripe_sync", console=err)
+    if not outcome.success:
+        for reason in outcome.failures:
+            err.print(f"[red]tally sync failed:[/red] {escape(reason)}", highlight=False)
+        return EXIT_FAILED
+    err.print(f"stripe sync run {outcome.run_id}: {len(outcome.materialized)} assets materialized", highlight=False)
+    return EXIT_OK
+
+
+def _read_write(home: TallyHome):
+    import duckdb
+
+    if not home.warehouse.exists():
+        raise InputError(f"{home.root}: no warehouse yet (run `tally run --home {home.root} ...` first)")
+    return duckdb.connect(str(home.warehouse))
+
+
+def cmd_sync_status(args: argparse.Namespace) -> int:
+    from billing_sync.status import sync_status
+
+    with _read_only(TallyHome.at(args.home)) as con:
+        rows = sync_status(con)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    table = Table(title="Stripe sync status")
+    columns = list(rows[0]) if rows else ["invoice_id", "status"]
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    wide_console().print(table)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from billing_sync.exports import ExportError, export_invoices
+
+    home = TallyHome.at(args.home)
+    try:
+        period = date.fromisoformat(args.period_start) if args.period_start else None
+    except ValueError as exc:
+        raise InputError(f"--period-start {args.period_start!r}: expected YYYY-MM-DD") from exc
+    out_dir = Path(args.out) if args.out else home.exports / args.format
+    with _read_write(home) as con:
+        try:
+            paths = export_invoices(con, args.format, out_dir, period_start=period)
+        except ExportError as exc:
+            raise InputError(str(exc)) from exc
+    for path in paths:
+        print(path)
+    return EXIT_OK
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -363,6 +449,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=50)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
+
+    collect = sub.add_parser("collect", help="run the HTTP event collector (POST /v1/events) for a home")
+    collect.add_argument("--home", required=True)
+    collect.add_argument("--host", default="127.0.0.1")
+    collect.add_argument("--port", type=int, default=8080)
+    collect.set_defaults(func=cmd_collect)
+
+    sync = sub.add_parser("sync", help="push finalized invoices to Stripe exactly once, then reconcile (STRIPE_API_KEY)")
+    sync.add_argument("--home", required=True)
+    sync.add_argument("--dry-run", action="store_true", help="show what would be sent; send nothing")
+    sync.set_defaults(func=cmd_sync)
+
+    sync_status = sub.add_parser("sync-status", help="per invoice: synced, pending, refused, failed or mismatched")
+    sync_status.add_argument("--home", required=True)
+    sync_status.add_argument("--format", choices=["json", "table"], default="table")
+    sync_status.set_defaults(func=cmd_sync_status)
+
+    export = sub.add_parser("export", help="finalized invoices for NetSuite, Zuora, Chargebee or as Parquet")
+    export.add_argument("--home", required=True)
+    export.add_argument("--format", required=True, choices=["netsuite", "zuora", "chargebee", "parquet"])
+    export.add_argument("--period-start", help="only invoices whose period starts on this local date")
+    export.add_argument("--out", help="output folder (default HOME/exports/<format>)")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

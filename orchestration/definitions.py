@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.defs.billing.assets import stripe_invoices
+from orchestration.defs.billing.assets import stripe_invoices, stripe_reconciliation
 from orchestration.defs.configuration.assets import configuration_tables
 from orchestration.defs.ingestion.assets import usage_events
 from orchestration.defs.jobs import JOBS
@@ -35,6 +35,7 @@ defs = dg.Definitions(
         monthly_invoices,
         period_close,
         stripe_invoices,
+        stripe_reconciliation,
         rerate_diff,
     ],
     asset_checks=QUALITY_CHECKS,

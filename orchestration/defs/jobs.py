@@ -65,6 +65,14 @@ billing_close = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+stripe_sync = dg.define_asset_job(
+    "stripe_sync",
+    selection=dg.AssetSelection.groups(BILLING_SYNC_GROUP),
+    description="Push finalized invoices to Stripe exactly once, then reconcile them (`tally sync`). "
+    "Refused unless every upstream blocking check passed.",
+    executor_def=dg.in_process_executor,
+)
+
 usage_report = dg.define_asset_job(
     "usage_report",
     selection=dg.AssetSelection.assets(DAILY_USAGE),
@@ -80,4 +88,4 @@ invoice_report = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-JOBS = [billing_run, ingest_and_meter, billing_close, usage_report, invoice_report, rerate]
+JOBS = [billing_run, stripe_sync, ingest_and_meter, billing_close, usage_report, invoice_report, rerate]

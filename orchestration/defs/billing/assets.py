@@ -10,6 +10,7 @@ from collections import Counter
 
 import dagster as dg
 
+from billing_sync.reconcile import reconcile
 from billing_sync.settings import StripeSettings
 from billing_sync.status import sync_status
 from billing_sync.stripe_sync import sync_finalized_invoices
@@ -63,3 +64,41 @@ def stripe_invoices(
             metadata=metadata,
         )
     return dg.MaterializeResult(metadata=metadata)
+
+
+STRIPE_RECONCILIATION = dg.AssetKey(["billing", "stripe_reconciliation"])
+
+
+@dg.asset(
+    key=STRIPE_RECONCILIATION,
+    deps=[STRIPE_INVOICES],
+    group_name=BILLING_SYNC_GROUP,
+    kinds={"python", "stripe"},
+    pool=WAREHOUSE_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "stripe_reconciliation__matches_tally",
+            asset=STRIPE_RECONCILIATION,
+            blocking=True,
+            description="Every synced invoice read back from Stripe has Tally's total, currency "
+            "and line count.",
+        )
+    ],
+    description="Every synced invoice read back from Stripe and compared with Tally's "
+    "(ledger.stripe_reconciliations; `tally sync-status` lists mismatches).",
+)
+def stripe_reconciliation(context: dg.AssetExecutionContext, tally: TallyHomeResource):
+    if not os.environ.get("STRIPE_API_KEY", "").strip():
+        yield dg.MaterializeResult(metadata={"stripe": "not configured: nothing to reconcile"})
+        yield dg.AssetCheckResult(passed=True, metadata={"found": "stripe not configured"})
+        return
+    with tally.warehouse() as con:
+        report = reconcile(con, StripeSettings.from_env())
+    problems = [f"{m.invoice_id}: {m.reason}" for m in [*report.mismatches, *report.errors]]
+    yield dg.MaterializeResult(
+        metadata={"mismatches": len(report.mismatches), "errors": len(report.errors)}
+    )
+    yield dg.AssetCheckResult(
+        passed=report.ok,
+        metadata={"found": "; ".join(problems[:5]) or "0 mismatches", "mismatches": len(report.mismatches)},
+    )

@@ -22,7 +22,6 @@ from ingestion.quality import (
     RAW_EVENTS,
     Finding,
     SuiteRunner,
-    prewarm,
 )
 from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
 
@@ -72,7 +71,6 @@ def _results_metadata(runner: SuiteRunner, suite_name: str) -> dict:
 def usage_events__pass_gx_suite(
     context: dg.AssetCheckExecutionContext, tally: TallyHomeResource, clock: BillingClockResource
 ) -> dg.AssetCheckResult:
-    prewarm()  # the post-dbt suites need GX too: import it while dbt builds
     runner = SuiteRunner(tally.paths.root / "quality", run_id=context.run.run_id)
     with tally.warehouse() as con:
         finding = runner.validate(
