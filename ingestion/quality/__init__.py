@@ -12,7 +12,7 @@ Orchestration wraps these in Dagster asset checks (orchestration/defs/quality).
 
 from ingestion.quality.findings import Finding
 from ingestion.quality.reconciliation import INVARIANTS, Invariant, run_invariants
-from ingestion.quality.runner import SuiteRunner, prewarm
+from ingestion.quality.runner import SuiteRunner
 from ingestion.quality.suites import (
     ALL_SUITES,
     BILLING_SUITES,
@@ -37,6 +37,5 @@ __all__ = [
     "Invariant",
     "Suite",
     "SuiteRunner",
-    "prewarm",
     "run_invariants",
 ]

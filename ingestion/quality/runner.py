@@ -1,9 +1,11 @@
 """Run the Great Expectations suites on bounded batches of new rows and keep the results.
 
 GX is imported lazily (it takes seconds) and set up once per process: one ephemeral data
-context, one pandas datasource, one validation definition per suite. A suite's rows are
-streamed from DuckDB in Arrow batches of `batch_rows`, so memory does not grow
-with the history; each batch is one GX validation. Results are kept under the home:
+context, one pandas datasource, one validation definition per suite. It is imported in the
+calling thread: a background import raced Dagster's own lazy imports (a partially
+initialized `sqlalchemy.orm` in the run), so the import is never overlapped. A suite's rows
+are streamed from DuckDB in Arrow batches of `batch_rows`, so memory does not grow with the
+history; each batch is one GX validation. Results are kept under the home:
 
     <quality_dir>/validations/<run_id>/<suite>.json   every run (first and failed batches)
     <quality_dir>/data_docs/index.html                GX data docs, rendered when a suite fails
@@ -45,11 +47,6 @@ class _GxSetup:
     context: Any
     validations: dict[str, Any]
     sites: dict[Path, str] = field(default_factory=dict)
-
-
-def prewarm() -> None:
-    """Import GX in the background (a few seconds) while the run does other work."""
-    threading.Thread(target=_setup, name="gx-prewarm", daemon=True).start()
 
 
 def _setup() -> _GxSetup:
