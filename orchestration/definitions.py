@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from orchestration.defs.billing.assets import stripe_invoices, stripe_reconciliation
 from orchestration.defs.configuration.assets import configuration_tables
@@ -20,6 +16,7 @@ from orchestration.defs.resources import BillingClockResource, TallyHomeResource
 from orchestration.defs.schedules import SCHEDULES
 from orchestration.defs.sensors import SENSORS
 from orchestration.defs.transformation.assets import tally_dbt_models
+from orchestration.defs.transformation.dbt_runner import DbtRunnerResource
 from orchestration.defs.transformation.project import tally_dbt_project
 
 defs = dg.Definitions(
@@ -47,9 +44,9 @@ defs = dg.Definitions(
     resources={
         "tally": TallyHomeResource(home=dg.EnvVar("TALLY_HOME")),
         "clock": BillingClockResource(),
-        # the dbt of this environment, whether or not its bin/ is on PATH
-        "dbt": DbtCliResource(
-            project_dir=tally_dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")
+        # dbt in the run's process, on the manifest prepared once (dbt_runner.py)
+        "dbt": DbtRunnerResource(
+            project_dir=str(tally_dbt_project.project_dir), profiles_dir=str(tally_dbt_project.profiles_dir)
         ),
     },
 )

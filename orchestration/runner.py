@@ -87,7 +87,7 @@ def run_job(
         # dbt's own log goes to the run's log file: stdout stays for JSON output alone
         with log_path.open("w") as log, contextlib.redirect_stdout(log):
             worker.start()
-            _show_progress(worker, run_id, total, console or Console(stderr=True))
+            _show_progress(instance, worker, run_id, total, console or Console(stderr=True))
             worker.join()
         result = outcome["result"]
         materialized = [
@@ -161,7 +161,7 @@ def _orphaned(run) -> bool:
     return False
 
 
-def _show_progress(worker: threading.Thread, run_id: str, total: int, console: Console) -> None:
+def _show_progress(instance, worker: threading.Thread, run_id: str, total: int, console: Console) -> None:
     import dagster as dg
 
     progress = Progress(
@@ -174,12 +174,12 @@ def _show_progress(worker: threading.Thread, run_id: str, total: int, console: C
         transient=False,
         disable=not console.is_terminal and os.environ.get("TALLY_PROGRESS") != "1",
     )
-    with progress, dg.DagsterInstance.get() as watcher:
+    with progress:
         task = progress.add_task("billing run", total=total or None)
         while worker.is_alive():
-            time.sleep(0.5)
+            worker.join(timeout=0.5)
             try:
-                records = watcher.get_records_for_run(
+                records = instance.get_records_for_run(
                     run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
                 ).records
             except Exception:  # the run may not be stored yet

@@ -1,42 +1,53 @@
 """The dbt models: staging, metering, rating and the invoice marts, built as of the run's clock."""
 
-
-import os
 from datetime import datetime
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import dbt_assets
 
 from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
+from orchestration.defs.transformation.dbt_runner import DbtRunnerResource
 from orchestration.defs.transformation.project import TallyDbtTranslator, tally_dbt_project
+
+TRANSLATOR = TallyDbtTranslator()
 
 
 @dbt_assets(
     manifest=tally_dbt_project.manifest_path,
     project=tally_dbt_project,
-    dagster_dbt_translator=TallyDbtTranslator(),
+    dagster_dbt_translator=TRANSLATOR,
     pool=WAREHOUSE_POOL,
 )
 def tally_dbt_models(
     context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
+    dbt: DbtRunnerResource,
     tally: TallyHomeResource,
     clock: BillingClockResource,
 ):
     """`dbt build` (models, seeds and data tests; unit tests run in CI, not here)."""
     paths = tally.paths.ensure()
-    os.environ["TALLY_WAREHOUSE"] = str(paths.warehouse)
     with tally.warehouse() as con:
         write_run_clock(con, clock.resolve(context))
-    args = [
-        "build",
-        "--exclude-resource-type", "unit_test",
+    yield from dbt.build(
+        context,
         # a subset run (ingest_and_meter) runs only the tests whose every parent it builds
-        "--indirect-selection", "cautious",
-        "--log-path", str(paths.dbt_logs),
-    ]
-    yield from dbt.cli(args, context=context, target_path=paths.dbt_target).stream()
+        args=["build", "--exclude-resource-type", "unit_test"],
+        indirect_selection="cautious",
+        warehouse=paths.warehouse,
+        target_path=paths.dbt_target,
+        log_path=paths.dbt_logs,
+        manifest=_manifest(),
+        translator=TRANSLATOR,
+        project=tally_dbt_project,
+    )
+
+
+def _manifest() -> dict:
+    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
+
+    manifest, _, _ = get_manifest_and_translator_from_dbt_assets([tally_dbt_models])
+    return manifest
 
 
 def write_run_clock(con: duckdb.DuckDBPyConnection, as_of: datetime) -> None:
