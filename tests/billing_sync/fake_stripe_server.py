@@ -590,6 +590,19 @@ def create_app(fake: FakeStripe) -> FastAPI:
             fake.log_file.write_text("")
         return {"ok": True}
 
+    @app.post("/_test/customers")
+    async def test_customers(request: Request) -> Any:
+        """Customers that already exist in the account, with their ids (a test's fixture data)."""
+        async with fake.lock:
+            for cid in (await request.json())["ids"]:
+                fake.new_id("cus")  # keep the sequence moving like a real creation
+                fake._store("customer")[cid] = {
+                    "id": cid, "object": "customer", "name": None, "email": None, "description": None,
+                    "metadata": {}, "created": int(time.time()), "livemode": False, "_seq": fake.state["seq"],
+                }
+            fake.save()
+        return {"ok": True}
+
     @app.post("/_test/expire_idempotency_keys")
     async def test_expire() -> Any:
         async with fake.lock:

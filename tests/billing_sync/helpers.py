@@ -258,6 +258,10 @@ class FakeStripeServer:
         r.raise_for_status()
         return str(r.json()["id"])
 
+    def seed_customers(self, ids: list[str]) -> None:
+        """Customers the Stripe account already has (e.g. the demo's `stripe_customer_id`s)."""
+        self.http.post("/_test/customers", json={"ids": ids}).raise_for_status()
+
     def env(self) -> dict[str, str]:
         return {"STRIPE_API_KEY": TEST_KEY, "STRIPE_API_BASE": self.base_url}
 
