@@ -50,3 +50,13 @@
         // cast(({{ b }}) * 1000000000000 as hugeint)
     )
 {%- endmacro %}
+
+{#-
+  amount x rate, exact, for an invoice amount (already rounded to minor units, at most 4
+  decimals) and a rate with at most 14 decimals (a percent of at most 12 decimals x 0.01, or
+  a tax rate). DECIMAL(38,12) x DECIMAL(38,12) x DECIMAL(38,12) would keep scale 36 and
+  overflow above 100: narrowing both factors to their exact scales keeps 20 integer digits.
+-#}
+{% macro exact_share(amount, rate) -%}
+    (cast(({{ amount }}) as decimal(38, 4)) * cast(({{ rate }}) as decimal(38, 14)))
+{%- endmacro %}

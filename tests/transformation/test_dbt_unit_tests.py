@@ -40,4 +40,5 @@ def test_dbt_unit_tests_of_every_charge_model_pass(tmp_path: Path):
         "package_rounds_packages_up_after_free_units",
         "percentage_clamps_each_event_then_sums",
         "dimension_prices_fall_back_to_star_and_flag_unpriced_values",
+        "percent_discount_and_tax_on_a_large_subtotal",
     } <= passed

@@ -82,7 +82,7 @@ discounted as (
         greatest(
             case
                 when active_discounts.percent_off is not null then
-                    {{ round_money('subtotals.subtotal * active_discounts.percent_off * cast(0.01 as decimal(38, 12))', 'subtotals.minor_units') }}
+                    {{ round_money(exact_share('subtotals.subtotal', 'active_discounts.percent_off * cast(0.01 as decimal(38, 12))'), 'subtotals.minor_units') }}
                 when active_discounts.amount_off is not null then
                     least(active_discounts.amount_off, subtotals.subtotal)
                 else 0
@@ -101,7 +101,7 @@ taxed as (
 
     select
         discounted.*,
-        {{ round_money('(discounted.subtotal - discounted.discount) * customers.tax_rate', 'discounted.minor_units') }} as tax
+        {{ round_money(exact_share('discounted.subtotal - discounted.discount', 'customers.tax_rate'), 'discounted.minor_units') }} as tax
 
     from discounted
     inner join customers
