@@ -9,6 +9,10 @@ need no more RAM than 2 M. The output depends only on the arguments (not on
 
     .venv/bin/python bench/generate.py --events 100M --format parquet --out /tmp/demo-100m
     .venv/bin/python bench/generate.py --events 1M --format ndjson --out /tmp/demo-1m --files 8
+    .venv/bin/python bench/generate.py --events 10M --customers 1000 --as-of-day full --out /tmp/e2e
+
+``--as-of-day full`` completes the last month (as_of = the next month's 1st): the data of
+a month-end close (``bench/e2e.py``); by default the data ends on the 20th, as in the demo.
 
 Recorded results: see ``RESULTS`` at the end of this file.
 """
@@ -24,7 +28,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ingestion.demo_data import write_demo_dataset  # noqa: E402
+from ingestion.demo_data import AS_OF_DAY, write_demo_dataset  # noqa: E402
 
 _SUFFIX = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
@@ -38,6 +42,16 @@ def count(text: str) -> int:
         return int(float(t)) if ("e" in t or "." in t) else int(t)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a count: {text!r}") from None
+
+
+def as_of_day(text: str) -> int | None:
+    """A day of the last month, or ``full`` / ``none`` for the complete month."""
+    if text.strip().lower() in ("full", "none"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day or 'full': {text!r}") from None
 
 
 def peak_rss_mib() -> float:
@@ -59,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=None, help="files (default: one per month)")
     parser.add_argument("--months", type=int, default=3)
     parser.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
+    parser.add_argument(
+        "--as-of-day",
+        type=as_of_day,
+        default=AS_OF_DAY,
+        help=f"day of the last month the data ends on (default {AS_OF_DAY}; 'full': whole month)",
+    )
     parser.add_argument(
         "--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator threads"
     )
@@ -98,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         files=args.files,
         progress=progress,
         workers=args.workers,
+        as_of_day=args.as_of_day,
     )
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds() - cpu_started

@@ -35,7 +35,10 @@ Time line. Events cover ``months`` calendar months from ``start`` (a 1st of mont
 earlier months in full, the last one up to its 20th day, 00:00 UTC, which is ``as_of``.
 A run at ``as_of`` (or the replay of ``steps``) therefore ends with finalized invoices
 for the earlier months and an open invoice for the current one (anchor-``start``
-customers have their own grid). No accepted event is after ``as_of``.
+customers have their own grid). No accepted event is after ``as_of``. ``as_of_day``
+moves that day (``as_of_day=None``: the last month is complete and ``as_of`` is the 1st
+of the following month, 00:00 UTC: the data of a month-end close, as in
+``bench/e2e.py``).
 
 Realism. Usage per customer is long-tailed (Zipf weights), follows a diurnal profile in
 the customer's local time, quieter weekends for B2B plans, per-customer growth, daily
@@ -868,6 +871,7 @@ def write_demo_dataset(
     files: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    as_of_day: int | None = AS_OF_DAY,
 ) -> DemoDataset:
     """Write a deterministic demo dataset under ``out_dir`` (see the module docstring).
 
@@ -876,7 +880,9 @@ def write_demo_dataset(
     (nearly) equal size in arrival order (``events-00000.<ext>`` ...). Either way the
     path order is the ingestion order. ``progress(rows_done, rows_total)`` is called
     after each generated unit. ``workers`` > 1 builds units in that many threads; the
-    output does not depend on it.
+    output does not depend on it. ``as_of_day``: the day of the last month at whose
+    00:00 UTC the data ends (``as_of``); ``None``: the last month is complete and
+    ``as_of`` is the 1st of the next month. The default keeps the demo's time line.
     """
     if events < 0 or customers < 1 or months < 1 or seed < 0:
         raise ValueError("events >= 0, customers >= 1, months >= 1 and seed >= 0 are required")
@@ -886,6 +892,12 @@ def write_demo_dataset(
         raise ValueError(f"fmt must be 'ndjson' or 'parquet', got {fmt!r}")
     if files is not None and files < 1:
         raise ValueError("files must be >= 1")
+    if as_of_day is not None:
+        last = _add_months(start, months - 1)
+        if not 2 <= as_of_day <= calendar.monthrange(last.year, last.month)[1]:
+            raise ValueError(
+                f"as_of_day must be None or a day of {last:%Y-%m} from 2 on, got {as_of_day}"
+            )
     out_dir = Path(out_dir)
     events_dir = out_dir / EVENTS_DIR
     events_dir.mkdir(parents=True, exist_ok=True)
@@ -893,10 +905,11 @@ def write_demo_dataset(
         if old.is_file() and _EVENT_FILE.match(old.name.removesuffix(".partial")):
             old.unlink()
 
-    gen = _Generator(events, customers, seed, start, months, fmt)
+    gen = _Generator(events, customers, seed, start, months, fmt, as_of_day)
+    end = "" if as_of_day == AS_OF_DAY else f", as_of_day={as_of_day}"
     header = (
         f"# Tally demo data: ingestion.demo_data.write_demo_dataset(seed={seed}, "
-        f"customers={customers}, start={start}, months={months})\n"
+        f"customers={customers}, start={start}, months={months}{end})\n"
     )
     catalog_path = out_dir / "catalog.yaml"
     catalog_path.write_text(_dump_yaml(build_catalog(start, months), header), encoding="utf-8")
@@ -1170,12 +1183,22 @@ class _Unit:
 
 class _Generator:
     def __init__(
-        self, events: int, n_customers: int, seed: int, start: date, months: int, fmt: str
+        self,
+        events: int,
+        n_customers: int,
+        seed: int,
+        start: date,
+        months: int,
+        fmt: str,
+        as_of_day: int | None = AS_OF_DAY,
     ) -> None:
         self.seed, self.fmt, self.total = seed, fmt, events
         self.start, self.months = start, months
         self.month_starts = [_add_months(start, k) for k in range(months)]
-        self.as_of_date = self.month_starts[-1] + timedelta(days=AS_OF_DAY - 1)
+        if as_of_day is None:  # the last month complete: as_of is the next month's 1st
+            self.as_of_date = _add_months(start, months)
+        else:
+            self.as_of_date = self.month_starts[-1] + timedelta(days=as_of_day - 1)
         self.start_ms = _ms_of_date(start)
         self.as_of_ms = _ms_of_date(self.as_of_date)
         self.days = (self.as_of_date - start).days

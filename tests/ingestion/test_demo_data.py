@@ -361,6 +361,29 @@ def test_files_split_by_rows_in_ingestion_order(tmp_path: Path) -> None:
     assert stamps == sorted(stamps) and stamps[-1] == demo.as_of
 
 
+def test_as_of_day_none_completes_the_last_month(tmp_path: Path) -> None:
+    # the data of a month-end close (bench/e2e.py): three full months, as_of the next 1st
+    demo = write_demo_dataset(tmp_path, events=N_EVENTS, seed=5, fmt="parquet", as_of_day=None)
+    assert demo.as_of == "2026-04-01T00:00:00Z"
+    assert [s.as_of for s in demo.steps] == [
+        "2026-02-01T00:00:00Z",
+        "2026-03-01T00:00:00Z",
+        "2026-04-01T00:00:00Z",
+    ]
+    reasons, accepted, duplicates, conflicts = _classify(demo)
+    assert dict(reasons) == demo.summary["quarantine"]
+    assert (len(accepted), duplicates, conflicts) == (
+        demo.summary["accepted"],
+        demo.summary["duplicates"],
+        0,
+    )
+    times = [_instant(e["time"]) for e in accepted]
+    assert max(times) < _instant(demo.as_of)
+    assert any(t >= datetime(2026, 3, 25, tzinfo=UTC) for t in times)
+    with pytest.raises(ValueError, match="as_of_day"):
+        write_demo_dataset(tmp_path / "bad", events=10, as_of_day=1)
+
+
 def test_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="1st of a month"):
         write_demo_dataset(tmp_path, events=10, start=date(2026, 1, 15))
