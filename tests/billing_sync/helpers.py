@@ -6,10 +6,8 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -18,6 +16,8 @@ from typing import Any
 
 import duckdb
 import httpx
+
+from tests.loopback import free_port, wait_until_answering
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -173,25 +173,6 @@ def write_warehouse(path: Path, customers: list[Customer], invoices: list[Invoic
         con.close()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not answer {url} within {timeout}s")
-
-
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -225,7 +206,7 @@ class FakeStripeServer:
             stdout=subprocess.DEVNULL,
             stderr=(workdir / "fake_stripe.stderr").open("wb"),
         )
-        _wait_http(self.base_url + "/_test/stats", self.proc)
+        wait_until_answering(self.base_url + "/_test/stats", self.proc)
         self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
 
     def stop(self) -> None:
@@ -279,7 +260,7 @@ class LocalStripeServer:
             stderr=(workdir / "localstripe.stderr").open("wb"),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        _wait_http(self.base_url + "/v1/customers", self.proc)
+        wait_until_answering(self.base_url + "/v1/customers", self.proc)
 
     def stop(self) -> None:
         stop_process(self.proc)

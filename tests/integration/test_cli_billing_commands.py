@@ -6,9 +6,7 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -16,12 +14,7 @@ import pytest
 
 from tests.conftest import SCENARIOS_DIR, TALLY
 from tests.integration.scenario_runner import run_steps, tally
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.loopback import free_port, wait_until_answering
 
 
 @pytest.mark.server
@@ -33,15 +26,7 @@ def test_tally_collect_acknowledges_events_and_lands_them(tmp_path: Path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "collector did not start"
-            time.sleep(0.3)
+        wait_until_answering(f"{url}/healthz", process, 60)
         event = {"id": "c-1", "type": "api.request", "subject": "acme", "time": "2026-01-10T10:00:00Z"}
         answer = httpx.post(f"{url}/v1/events", json=[event, {"id": "bad"}], timeout=10).json()
         assert [r["status"] for r in answer["results"]] == ["accepted", "rejected"]

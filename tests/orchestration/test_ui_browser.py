@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import SCENARIOS_DIR, TALLY
-from tests.orchestration.test_webserver import free_port
+from tests.loopback import free_port, wait_until_answering
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -71,15 +71,7 @@ def ui(tmp_path: Path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-
-        def serving() -> bool:
-            assert process.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
-            try:
-                return httpx.get(f"{url}/server_info", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(serving, 180, "the webserver")
+        wait_until_answering(f"{url}/server_info", process, 180, log=tmp_path / "ui.log")
         wait_for(
             lambda: graphql(url, "{ assetNodes { id } }").get("assetNodes"),
             120,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,12 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import TALLY
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.loopback import free_port, wait_until_answering
 
 
 @pytest.mark.server
@@ -31,16 +25,7 @@ def test_tally_ui_serves_the_asset_graph_over_graphql(tmp_path: Path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the UI did not answer within 120 s"
-            time.sleep(1)
+        wait_until_answering(f"{url}/server_info", process, 120, log=tmp_path / "ui.log")
         query = "{ assetNodes { assetKey { path } } }"
         deadline = time.monotonic() + 60
         while True:

@@ -21,7 +21,16 @@ BASIC = SCENARIOS_DIR / "basic_per_unit"
 AS_OF = "2026-02-03T00:00:00Z"
 
 
-def run_basic(home: Path, *, as_of: str = AS_OF, customers: Path | None = None, check: bool = True):
+def run_basic(
+    home: Path,
+    *,
+    as_of: str = AS_OF,
+    customers: Path | None = None,
+    land_events: bool = True,
+    check: bool = True,
+):
+    """`tally run` on basic_per_unit (its events landed unless `land_events` is false)."""
+    events = ["--events", BASIC / "events"] if land_events else []
     return tally(
         "run",
         "--home",
@@ -30,8 +39,7 @@ def run_basic(home: Path, *, as_of: str = AS_OF, customers: Path | None = None, 
         BASIC / "catalog.yaml",
         "--customers",
         customers or BASIC / "customers.yaml",
-        "--events",
-        BASIC / "events",
+        *events,
         "--as-of",
         as_of,
         check=check,

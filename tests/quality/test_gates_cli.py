@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from tests.integration.scenario_runner import tally
-from tests.quality.conftest import BASIC, land_raw_event
+from tests.quality.conftest import BASIC, land_raw_event, run_basic
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +24,7 @@ LATER = "2026-02-04T00:00:00Z"
 
 def rerun(home: Path, *, customers: Path | None = None) -> tuple[int, list[str]]:
     """`tally run` with nothing new to land; returns the exit code and the failure lines."""
-    result = tally(
-        "run",
-        "--home",
-        home,
-        "--catalog",
-        BASIC / "catalog.yaml",
-        "--customers",
-        customers or BASIC / "customers.yaml",
-        "--as-of",
-        LATER,
-        check=False,
-    )
+    result = run_basic(home, as_of=LATER, customers=customers, land_events=False, check=False)
     lines = [
         line.removeprefix("tally run failed: ")
         for line in result.stderr.splitlines()

@@ -10,13 +10,11 @@ from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, T
 from orchestration.defs.transformation.dbt_runner import DbtRunnerResource
 from orchestration.defs.transformation.project import TallyDbtTranslator, tally_dbt_project
 
-TRANSLATOR = TallyDbtTranslator()
-
 
 @dbt_assets(
     manifest=tally_dbt_project.manifest_path,
     project=tally_dbt_project,
-    dagster_dbt_translator=TRANSLATOR,
+    dagster_dbt_translator=TallyDbtTranslator(),
     pool=WAREHOUSE_POOL,
 )
 def tally_dbt_models(
@@ -37,20 +35,13 @@ def tally_dbt_models(
         warehouse=paths.warehouse,
         target_path=paths.dbt_target,
         log_path=paths.dbt_logs,
-        manifest=_manifest(),
-        translator=TRANSLATOR,
-        project=tally_dbt_project,
     )
-
-
-def _manifest() -> dict:
-    from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
-
-    manifest, _, _ = get_manifest_and_translator_from_dbt_assets([tally_dbt_models])
-    return manifest
 
 
 def write_run_clock(con: duckdb.DuckDBPyConnection, as_of: datetime) -> None:
     """The clock is data the models read (a dbt var would force a full re-parse per run)."""
     con.execute("create schema if not exists config")
-    con.execute("create or replace table config.run_clock as select cast(? as timestamptz) as as_of", [as_of])
+    con.execute(
+        "create or replace table config.run_clock as select cast(? as timestamptz) as as_of",
+        [as_of],
+    )

@@ -10,6 +10,7 @@ through dagster-dbt's own converter, so assets, checks and metadata are as befor
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import queue
@@ -19,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtProject
-from dagster_dbt.asset_utils import get_subset_selection_for_context
+from dagster_dbt.asset_utils import (
+    get_manifest_and_translator_from_dbt_assets,
+    get_subset_selection_for_context,
+)
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
 from orchestration.manifest import ensure_manifest
@@ -35,7 +38,7 @@ class DbtBuildFailed(Exception):
 
 @functools.lru_cache(maxsize=1)
 def _prepared_manifest(path: str, mtime: float):
-    """The parsed project, as dbt itself stores it for partial parsing (current: ensure_manifest)."""
+    """The parsed project as dbt stores it for partial parsing (kept current by ensure_manifest)."""
     from dbt.contracts.graph.manifest import Manifest
 
     return Manifest.from_msgpack(Path(path).read_bytes())
@@ -60,12 +63,11 @@ class DbtRunnerResource(dg.ConfigurableResource):
         warehouse: Path,
         target_path: Path,
         log_path: Path,
-        manifest: dict[str, Any],
-        translator: DagsterDbtTranslator,
-        project: DbtProject,
         indirect_selection: str = "eager",
     ) -> Iterator[Any]:
-        """`dbt <args>` for the assets selected in this run, yielding Dagster events as nodes finish."""
+        """`dbt <args>` for the assets selected in this run; Dagster events as nodes finish."""
+        assets = context.assets_def
+        manifest, translator, project = get_manifest_and_translator_from_dbt_assets([assets])
         selection, indirect = get_subset_selection_for_context(
             context=context, manifest=manifest, select=None, exclude=None, selector=None,
             dagster_dbt_translator=translator, current_dbt_indirect_selection_env=None,
@@ -79,8 +81,7 @@ class DbtRunnerResource(dg.ConfigurableResource):
             "--target-path", str(target_path),
             "--log-path", str(log_path),
         ]
-        events: queue.Queue = queue.Queue()
-        for raw in _run_in_thread(argv, warehouse, events):
+        for raw in _run_in_thread(argv, warehouse):
             message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
             yield from message.to_default_asset_events(
                 manifest=manifest, dagster_dbt_translator=translator, context=context,
@@ -88,12 +89,13 @@ class DbtRunnerResource(dg.ConfigurableResource):
             )
 
 
-def _run_in_thread(argv: list[str], warehouse: Path, events: queue.Queue) -> Iterator[dict]:
+def _run_in_thread(argv: list[str], warehouse: Path) -> Iterator[dict]:
     """Node results as dbt reports them, while dbt runs in a worker thread."""
     from dbt.cli.main import dbtRunner
     from dbt_common.events.functions import msg_to_dict
 
     manifest = prepared_manifest()
+    events: queue.Queue = queue.Queue()
     done = object()
     outcome: dict[str, Any] = {}
 
@@ -135,18 +137,15 @@ def _close_dbt_connections() -> None:
     DuckDBConnectionManager.close_all_connections()
 
 
-class _warehouse_env:
+@contextlib.contextmanager
+def _warehouse_env(warehouse: Path) -> Iterator[None]:
     """The profile reads the warehouse path from TALLY_WAREHOUSE (dbt_project/profiles.yml)."""
-
-    def __init__(self, warehouse: Path) -> None:
-        self.warehouse = str(warehouse)
-
-    def __enter__(self) -> None:
-        self.previous = os.environ.get("TALLY_WAREHOUSE")
-        os.environ["TALLY_WAREHOUSE"] = self.warehouse
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is None:
+    previous = os.environ.get("TALLY_WAREHOUSE")
+    os.environ["TALLY_WAREHOUSE"] = str(warehouse)
+    try:
+        yield
+    finally:
+        if previous is None:
             os.environ.pop("TALLY_WAREHOUSE", None)
         else:
-            os.environ["TALLY_WAREHOUSE"] = self.previous
+            os.environ["TALLY_WAREHOUSE"] = previous
