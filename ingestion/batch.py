@@ -32,15 +32,25 @@ class Provenance:
         return cls(load_id=str(int(load_id)), file=sql_str(file))
 
 
+# The UTC day of `time` by integer arithmetic: ICU's timezone() costs more than the rest.
+_UTC_DAY = "date '1970-01-01' + cast(floor(epoch_us({time}) / 86400000000) as integer)"
+
+
 @dataclass
 class BatchCounts:
-    """What happened to the rows of one batch (or, added up, of a file)."""
+    """What happened to the rows of one batch (or, added up, of a file).
+
+    `by_day` splits the same outcomes by UTC event day (ISO date; None when the row has no
+    valid time): "accepted", "duplicates", "conflicts" and "quarantined:<reason>". The
+    Dagster partitions of raw events are these days.
+    """
 
     rows: int = 0
     accepted: int = 0
     duplicates: int = 0
     conflicts: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
+    by_day: dict[str | None, Counter[str]] = field(default_factory=dict)
 
     def add(self, other: BatchCounts) -> None:
         self.rows += other.rows
@@ -48,6 +58,12 @@ class BatchCounts:
         self.duplicates += other.duplicates
         self.conflicts += other.conflicts
         self.by_reason.update(other.by_reason)
+        for day, outcomes in other.by_day.items():
+            self.by_day.setdefault(day, Counter()).update(outcomes)
+
+    def _count_day(self, day, outcome: str, number: int) -> None:
+        key = day.isoformat() if day is not None else None
+        self.by_day.setdefault(key, Counter())[outcome] += number
 
 
 def process_batch(
@@ -69,9 +85,7 @@ def _write(con: duckdb.DuckDBPyConnection, origin: Provenance, now: datetime) ->
         f"""
         insert into raw.usage_events
         select s.source, s.id, s.type, s.subject, s.time, s.data, s.payload, s.fp::varchar,
-            {origin.load_id}, {origin.row_number},
-            -- the UTC day by integer arithmetic: ICU's timezone() costs more than the rest
-            date '1970-01-01' + cast(floor(epoch_us(s.time) / 86400000000) as integer)
+            {origin.load_id}, {origin.row_number}, {_UTC_DAY.format(time="s.time")}
         from _stage s {origin.join}
         where s.reason is null
           and not exists (select 1 from _dedupe d where d.row_number = s.row_number)
@@ -97,20 +111,24 @@ def _write(con: duckdb.DuckDBPyConnection, origin: Provenance, now: datetime) ->
 
 def _counts(con: duckdb.DuckDBPyConnection) -> BatchCounts:
     counts = BatchCounts()
-    for reason, number in con.execute(
-        "select coalesce(reason, ''), count(*) from _stage group by all"
+    for reason, day, number in con.execute(
+        f"select coalesce(reason, ''), {_UTC_DAY.format(time='time')}, count(*) "
+        "from _stage group by all"
     ).fetchall():
         counts.rows += number
         if reason:
             counts.by_reason[reason] += number
+            counts._count_day(day, f"quarantined:{reason}", number)
         else:
             counts.accepted += number
-    for status, number in con.execute(
-        "select status, count(*) from _dedupe group by all"
+            counts._count_day(day, "accepted", number)
+    for status, day, number in con.execute(
+        f"select d.status, {_UTC_DAY.format(time='s.time')}, count(*) "
+        "from _dedupe d join _stage s using (row_number) group by all"
     ).fetchall():
         counts.accepted -= number
-        if status == "duplicate":
-            counts.duplicates += number
-        else:
-            counts.conflicts += number
+        counts._count_day(day, "accepted", -number)
+        outcome = "duplicates" if status == "duplicate" else "conflicts"
+        setattr(counts, outcome, getattr(counts, outcome) + number)
+        counts._count_day(day, outcome, number)
     return counts

@@ -8,6 +8,7 @@ another name, is ingested once.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -37,7 +38,8 @@ class IngestReport:
 
     For the files of this run: rows_read == accepted + duplicates + conflicts +
     sum(quarantined_by_reason) (conflicts are quarantined too but counted apart).
-    `replayed` counts earlier `unknown_customer` events accepted on replay.
+    `replayed` counts earlier `unknown_customer` events accepted on replay. `by_day` splits
+    the same counts by UTC event day (see `BatchCounts.by_day`; replays as "replayed").
     """
 
     files_loaded: int = 0
@@ -48,6 +50,11 @@ class IngestReport:
     conflicts: int = 0
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     replayed: int = 0
+    by_day: dict[str | None, dict[str, int]] = field(default_factory=dict)
+
+    def event_days(self) -> list[str]:
+        """The UTC event days this run changed anything for, in order."""
+        return sorted(day for day in self.by_day if day is not None)
 
 
 def ingest_landed(
@@ -91,6 +98,14 @@ def ingest_landed(
     report.conflicts = totals.conflicts
     report.quarantined_by_reason = dict(sorted(totals.by_reason.items()))
     report.replayed = replay.accepted
+    for day, outcomes in replay.by_day.items():
+        if outcomes["accepted"]:
+            totals.by_day.setdefault(day, Counter())["replayed"] += outcomes["accepted"]
+    report.by_day = {
+        day: {name: n for name, n in sorted(outcomes.items()) if n}
+        for day, outcomes in totals.by_day.items()
+        if any(outcomes.values())
+    }
     return report
 
 

@@ -15,7 +15,7 @@ from orchestration.defs.rerate.assets import rerate_diff
 from orchestration.defs.resources import BillingClockResource, TallyHomeResource
 from orchestration.defs.schedules import SCHEDULES
 from orchestration.defs.sensors import SENSORS
-from orchestration.defs.transformation.assets import tally_dbt_models
+from orchestration.defs.transformation.assets import tally_dbt_models, tally_usage_marts
 from orchestration.defs.transformation.dbt_runner import DbtRunnerResource
 from orchestration.defs.transformation.project import tally_dbt_project
 
@@ -24,6 +24,7 @@ defs = dg.Definitions(
         configuration_tables,
         usage_events,
         tally_dbt_models,
+        tally_usage_marts,
         invoice_ledger,
         invoice_documents,
         marts_parquet,
@@ -46,7 +47,8 @@ defs = dg.Definitions(
         "clock": BillingClockResource(),
         # dbt in the run's process, on the manifest prepared once (dbt_runner.py)
         "dbt": DbtRunnerResource(
-            project_dir=str(tally_dbt_project.project_dir), profiles_dir=str(tally_dbt_project.profiles_dir)
+            project_dir=str(tally_dbt_project.project_dir),
+            profiles_dir=str(tally_dbt_project.profiles_dir),
         ),
     },
 )

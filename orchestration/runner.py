@@ -90,11 +90,14 @@ def run_job(
             _show_progress(instance, worker, run_id, total, console or Console(stderr=True))
             worker.join()
         result = outcome["result"]
-        materialized = [
-            event.asset_key.to_user_string()
-            for event in result.get_asset_materialization_events()
-            if event.asset_key is not None
-        ]
+        # one entry per asset, however many days or months it recorded
+        materialized = list(
+            dict.fromkeys(
+                event.asset_key.to_user_string()
+                for event in result.get_asset_materialization_events()
+                if event.asset_key is not None
+            )
+        )
         failures = [] if result.success else explain_failure(result, home)
     return RunOutcome(run_id, result.success, failures, materialized)
 
@@ -187,7 +190,8 @@ def _show_progress(instance, worker: threading.Thread, run_id: str, total: int, 
             if records:
                 last = records[-1].event_log_entry.dagster_event
                 label = last.asset_key.to_user_string() if last and last.asset_key else ""
-                progress.update(task, completed=len(records), description=f"billing run · {label}")
+                done = {r.event_log_entry.dagster_event.asset_key for r in records}
+                progress.update(task, completed=len(done), description=f"billing run · {label}")
         progress.update(task, description="billing run · done")
 
 

@@ -64,7 +64,8 @@ def event_days_of_run(instance: dg.DagsterInstance, run_id: str) -> dict[str, An
         if event is None or event.asset_key != USAGE_EVENTS:
             continue
         value = event.step_materialization_data.materialization.metadata.get("event_days")
-        return getattr(value, "data", None) or getattr(value, "value", None)
+        if value is not None:  # the run's own materialization, not one of a day
+            return getattr(value, "data", None) or getattr(value, "value", None)
     return None
 
 

@@ -224,3 +224,31 @@ def test_scenario_dedupe_and_quarantine(tmp_path: Path) -> None:
         "select id, json_extract_string(data, '$.tokens')"
         " from raw.usage_events where type = 'llm.call'"
     ).fetchall() == [("tok-ok", "1500")]
+
+
+def test_the_report_splits_every_outcome_by_utc_event_day(tmp_path: Path) -> None:
+    con, zone = duckdb.connect(), LandingZone(tmp_path / "landing")
+    land(
+        zone,
+        "a.ndjson",
+        line(id="a", time="2026-01-10T23:59:59Z"),
+        # 00:30 at +02:00 is still Jan 10 in UTC
+        line(id="b", time="2026-01-11T00:30:00+02:00"),
+        line(id="b", time="2026-01-11T00:30:00+02:00"),
+        line(id="c", time="2026-01-11T00:00:00Z"),
+        line(id="c", time="2026-01-11T00:00:00Z", data={"other": 1}),
+        line(id="d", subject="ghost", time="2026-01-12T08:00:00Z"),
+        line(id="e", time="not a time"),
+    )
+    first = ingest_landed(con, zone, rules())
+    assert first.by_day == {
+        "2026-01-10": {"accepted": 2, "duplicates": 1},
+        "2026-01-11": {"accepted": 1, "conflicts": 1},
+        "2026-01-12": {"quarantined:unknown_customer": 1},
+        None: {"quarantined:invalid_time": 1},
+    }
+    assert first.event_days() == ["2026-01-10", "2026-01-11", "2026-01-12"]
+
+    second = ingest_landed(con, zone, rules({"acme", "ghost"}))
+    assert second.by_day == {"2026-01-12": {"replayed": 1}}
+    assert ingest_landed(con, zone, rules({"acme", "ghost"})).by_day == {}

@@ -66,22 +66,44 @@ def test_billing_close_is_the_billing_run_plus_stripe_sync_and_a_report_with_the
     assert period.is_required
 
 
-def test_report_jobs_are_the_only_partitioned_jobs(defs):
+def test_only_jobs_over_one_partitioning_are_partitioned(defs):
+    """The billing run and the close mix days and months: one unpartitioned run each."""
     partitioned = {
         job.name: job.partitions_def
         for job in defs.resolve_all_job_defs()
         if job.partitions_def is not None and not job.name.startswith("__")
     }
-    assert set(partitioned) == {"usage_report", "invoice_report"}
+    assert set(partitioned) == {"usage_report", "invoice_report", "ingest_and_meter"}
+    assert partitioned["ingest_and_meter"] == partitioned["usage_report"]
 
 
-def test_reports_are_partitioned_by_utc_day_and_by_month(defs):
+DAILY_BY_UTC_EVENT_DAY = [
+    "raw/usage_events",
+    "raw/quarantine",
+    "marts/fct_usage_daily",
+    "reports/daily_usage",
+]
+MONTHLY_BY_LOCAL_PERIOD_START = [
+    "marts/invoice_documents",
+    "reports/monthly_invoices",
+]
+
+
+def test_usage_is_partitioned_by_utc_event_day_and_invoices_by_month(defs):
     graph = defs.resolve_asset_graph()
-    daily = graph.get(dg.AssetKey(["reports", "daily_usage"])).partitions_def
-    monthly = graph.get(dg.AssetKey(["reports", "monthly_invoices"])).partitions_def
-    assert isinstance(daily, dg.DailyPartitionsDefinition) and daily.timezone == "UTC"
-    assert isinstance(monthly, dg.MonthlyPartitionsDefinition)
-    assert "2026-01-31" in daily.get_partition_keys(current_time=datetime(2026, 2, 1, tzinfo=UTC))
+    for key in DAILY_BY_UTC_EVENT_DAY:
+        daily = graph.get(dg.AssetKey.from_user_string(key)).partitions_def
+        assert isinstance(daily, dg.DailyPartitionsDefinition) and daily.timezone == "UTC", key
+        assert "2026-01-31" in daily.get_partition_keys(
+            current_time=datetime(2026, 2, 1, tzinfo=UTC)
+        )
+    for key in MONTHLY_BY_LOCAL_PERIOD_START:
+        monthly = graph.get(dg.AssetKey.from_user_string(key)).partitions_def
+        assert isinstance(monthly, dg.MonthlyPartitionsDefinition), key
+    # a backfill of many partitions is one run
+    for key in DAILY_BY_UTC_EVENT_DAY + MONTHLY_BY_LOCAL_PERIOD_START:
+        policy = graph.get(dg.AssetKey.from_user_string(key)).backfill_policy
+        assert policy is not None and policy.max_partitions_per_run is None, key
 
 
 def test_every_warehouse_reader_and_writer_of_orchestration_is_in_the_warehouse_pool(defs):
@@ -183,8 +205,13 @@ def test_ingested_days_are_clamped_to_the_days_that_have_partitions():
 
 
 def _run_with_event_days(instance: dg.DagsterInstance, days: dict) -> dg.ExecuteInProcessResult:
-    @dg.asset(key=["raw", "usage_events"])
-    def fake_usage_events():
+    from orchestration.defs.partitions import usage_days
+
+    @dg.asset(key=["raw", "usage_events"], partitions_def=usage_days)
+    def fake_usage_events(context):
+        # like the real asset: one materialization per day first, then the run's own
+        for day in filter(None, {days.get("first"), days.get("last")}):
+            context.log_event(dg.AssetMaterialization(["raw", "usage_events"], partition=day))
         return dg.MaterializeResult(metadata={"event_days": dg.MetadataValue.json(days)})
 
     job = dg.define_asset_job("ingest_and_meter", executor_def=dg.in_process_executor)

@@ -124,6 +124,113 @@ def test_the_run_records_the_utc_event_days_it_ingested(home: Path):
     assert days == {"first": "2026-01-02", "last": "2026-02-01", "days": 11}
 
 
+def materialized_partitions(home: Path, key: str) -> set[str]:
+    from orchestration.home import TallyHome
+    from orchestration.runner import activate
+
+    activate(TallyHome.at(home))
+    with dg.DagsterInstance.get() as instance:
+        return set(instance.get_materialized_partitions(dg.AssetKey.from_user_string(key)))
+
+
+def latest_partition_metadata(home: Path, key: str, partition: str) -> dict:
+    from orchestration.home import TallyHome
+    from orchestration.runner import activate
+
+    activate(TallyHome.at(home))
+    with dg.DagsterInstance.get() as instance:
+        [record] = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey.from_user_string(key), asset_partitions=[partition]
+            ),
+            limit=1,
+        ).records
+    values = record.asset_materialization.metadata
+    return {k: getattr(v, "value", v) for k, v in values.items()}
+
+
+def test_one_run_records_each_utc_event_day_and_invoice_month_it_changed(home: Path):
+    with read_only(home) as con:
+        days = {
+            d.isoformat()
+            for (d,) in con.execute("select distinct event_date from raw.usage_events").fetchall()
+        }
+        per_day = dict(
+            con.execute(
+                "select event_date::varchar, count(*) from raw.usage_events group by all"
+            ).fetchall()
+        )
+        metered_days = {
+            d.isoformat()
+            for (d,) in con.execute(
+                "select distinct usage_date from marts.fct_usage_daily"
+            ).fetchall()
+        }
+    assert len(days) == 11  # the basic scenario's events fall on 11 UTC days
+    assert materialized_partitions(home, "raw/usage_events") == days
+    # metered usage by UTC day: a day whose events no meter counts has no usage to record
+    assert materialized_partitions(home, "marts/fct_usage_daily") == metered_days
+    assert metered_days < days
+    january_2 = latest_partition_metadata(home, "raw/usage_events", "2026-01-02")
+    assert january_2 == {
+        "accepted": per_day["2026-01-02"],
+        "events_in_warehouse": per_day["2026-01-02"],
+    }
+    # invoices by the month of their local period start
+    documents = {d["period_start"][:7] + "-01" for d in invoices(home)}
+    assert materialized_partitions(home, "marts/invoice_documents") == documents
+
+
+def test_re_materializing_chosen_days_changes_nothing_and_records_those_days(home: Path):
+    with read_only(home) as con:
+        before = con.execute("select * from marts.fct_usage_daily order by all").fetchall()
+        events = con.execute("select count(*) from raw.usage_events").fetchone()[0]
+    outcome = run(
+        home, "ingest_and_meter", tags={RANGE_START: "2026-01-02", RANGE_END: "2026-01-03"}
+    )
+    for key in (["raw", "usage_events"], ["marts", "fct_usage_daily"]):
+        entries = materializations(home, outcome.run_id, key)
+        assert {e.dagster_event.partition for e in entries} == {"2026-01-02", "2026-01-03"}
+    [jan_2] = [
+        e
+        for e in materializations(home, outcome.run_id, ["raw", "usage_events"])
+        if e.dagster_event.partition == "2026-01-02"
+    ]
+    assert (metadata(jan_2)["events_in_warehouse"], metadata(jan_2)["accepted"]) == (1, 0)
+    with read_only(home) as con:
+        assert con.execute("select * from marts.fct_usage_daily order by all").fetchall() == before
+        assert con.execute("select count(*) from raw.usage_events").fetchone()[0] == events
+
+
+def test_re_materializing_an_invoice_month_changes_no_invoice(home: Path):
+    from orchestration.home import TallyHome
+    from orchestration.runner import activate, home_run_lock, load_definitions
+
+    before = invoices(home)
+    activate(TallyHome.at(home))
+    job = load_definitions().get_implicit_global_asset_job_def()
+    with (
+        home_run_lock(TallyHome.at(home), Console(file=io.StringIO())),
+        dg.DagsterInstance.get() as instance,
+    ):
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(["marts", "invoice_documents"])],
+            partition_key="2026-01-01",
+            run_config={"resources": {"clock": {"config": {"as_of": AS_OF.isoformat()}}}},
+        )
+    assert result.success
+    recorded = {
+        (e.asset_key.to_user_string(), e.partition)
+        for e in result.get_asset_materialization_events()
+    }
+    assert recorded == {("marts/invoice_documents", "2026-01-01")}
+    documents = latest_partition_metadata(home, "marts/invoice_documents", "2026-01-01")
+    assert documents["invoices"] == 2 and documents["status:finalized"] == 2
+    assert documents["total:USD"] == "22.29"  # the month's report says the same
+    assert invoices(home) == before
+
+
 def test_rebuilding_a_range_of_usage_days_is_one_run_and_gives_the_same_files_twice(home: Path):
     tags = {RANGE_START: "2026-01-01", RANGE_END: "2026-02-01"}
     first = run(home, "usage_report", tags=tags)

@@ -1,5 +1,10 @@
-"""Usage events: every landed file ingested exactly once into raw events and the quarantine."""
+"""Usage events: every landed file ingested exactly once into raw events and the quarantine.
 
+Both assets are partitioned by UTC event day. Files are the unit of exactly-once (a file
+holds many days), so every run ingests everything landed, then records a materialization
+for each day it changed, with that day's counts. Materializing chosen days (UI, backfill)
+runs the same idempotent ingestion and records those days with their counts.
+"""
 
 import dagster as dg
 
@@ -8,6 +13,7 @@ from ingestion.pipeline import ingest_landed
 from ingestion.raw_tables import ensure_raw_schema
 from ingestion.rules import IngestRules
 from orchestration.defs.configuration.assets import CATALOG, CUSTOMERS
+from orchestration.defs.partitions import chosen_partitions, partition_days, usage_days
 from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
 
 USAGE_EVENTS = dg.AssetKey(["raw", "usage_events"])
@@ -31,6 +37,8 @@ QUARANTINE = dg.AssetKey(["raw", "quarantine"])
             kinds={"python", "duckdb"},
         ),
     ],
+    partitions_def=usage_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     pool=WAREHOUSE_POOL,
 )
 def usage_events(
@@ -44,6 +52,25 @@ def usage_events(
         last_load = _last_load_id(con)
         report = ingest_landed(con, zone, rules)
         days = _event_days_since(con, last_load)
+        requested = chosen_partitions(context)
+        shown = requested or partition_days(report.event_days())
+        events_by_day = _events_per_day(con, shown)
+    for day in shown:
+        outcomes = report.by_day.get(day, {})
+        per_day = {**outcomes, "events_in_warehouse": events_by_day.get(day, 0)}
+        quarantined = {k: n for k, n in outcomes.items() if k.startswith("quarantined:")}
+        if outcomes.get("conflicts"):  # quarantined too, with reason `conflict`
+            quarantined["quarantined:conflict"] = outcomes["conflicts"]
+        quarantined["quarantined"] = sum(quarantined.values())
+        if requested is not None:  # Dagster records the chosen days; add each day's counts
+            context.add_asset_metadata(per_day, asset_key=USAGE_EVENTS, partition_key=day)
+            context.add_asset_metadata(quarantined, asset_key=QUARANTINE, partition_key=day)
+            continue
+        context.log_event(dg.AssetMaterialization(USAGE_EVENTS, partition=day, metadata=per_day))
+        if quarantined["quarantined"]:
+            context.log_event(
+                dg.AssetMaterialization(QUARANTINE, partition=day, metadata=quarantined)
+            )
     yield dg.MaterializeResult(
         asset_key=USAGE_EVENTS,
         metadata={
@@ -60,7 +87,9 @@ def usage_events(
     )
     yield dg.MaterializeResult(
         asset_key=QUARANTINE,
-        metadata={f"quarantined:{reason}": n for reason, n in sorted(report.quarantined_by_reason.items())}
+        metadata={
+            f"quarantined:{reason}": n for reason, n in sorted(report.quarantined_by_reason.items())
+        }
         | {"quarantined": sum(report.quarantined_by_reason.values())},
     )
 
@@ -70,6 +99,17 @@ def _last_load_id(con) -> int:
     return int(row[0]) if row else 0
 
 
+def _events_per_day(con, days: list[str]) -> dict[str, int]:
+    if not days:
+        return {}
+    rows = con.execute(
+        "select event_date::varchar, count(*) from raw.usage_events "
+        "where event_date between ?::date and ?::date group by all",
+        [days[0], days[-1]],
+    ).fetchall()
+    return dict(rows)
+
+
 def _event_days_since(con, load_id: int) -> dict:
     """First and last UTC event day of the events accepted from files loaded after `load_id`."""
     first, last, count = con.execute(
@@ -77,4 +117,8 @@ def _event_days_since(con, load_id: int) -> dict:
         "from raw.usage_events where load_id > ?",
         [load_id],
     ).fetchone() or (None, None, 0)
-    return {"first": first.isoformat() if first else None, "last": last.isoformat() if last else None, "days": count}
+    return {
+        "first": first.isoformat() if first else None,
+        "last": last.isoformat() if last else None,
+        "days": count,
+    }

@@ -6,7 +6,6 @@ an SVG chart. Re-materializing a partition rewrites the same file with the same 
 A backfill of many partitions runs as one run (BackfillPolicy.single_run).
 """
 
-import warnings
 from collections import Counter
 from datetime import date
 
@@ -16,7 +15,7 @@ from pydantic import Field
 from billing_sync.status import sync_status
 from orchestration.defs.billing.assets import STRIPE_INVOICES
 from orchestration.defs.ledger.assets import INVOICE_LEDGER
-from orchestration.defs.partitions import invoice_months, usage_days
+from orchestration.defs.partitions import chosen_partitions, invoice_months, usage_days
 from orchestration.defs.reports import summaries
 from orchestration.defs.resources import WAREHOUSE_POOL, TallyHomeResource
 
@@ -28,16 +27,13 @@ USAGE_DAILY_MART = dg.AssetKey(["marts", "fct_usage_daily"])
 INVOICE_DOCUMENTS = dg.AssetKey(["marts", "invoice_documents"])
 
 
-# One run per backfill, however many partitions (BackfillPolicy is still marked beta).
-warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
-
-
 def _partition_dates(context: dg.AssetExecutionContext) -> list[date]:
-    if not context.has_partition_key_range and not context.has_partition_key:
+    chosen = chosen_partitions(context)
+    if chosen is None:
         raise dg.Failure(
             f"{context.asset_key.to_user_string()} is partitioned: choose the partitions to build"
         )
-    return [date.fromisoformat(key[:10]) for key in context.partition_keys]
+    return [date.fromisoformat(key[:10]) for key in chosen]
 
 
 @dg.asset(

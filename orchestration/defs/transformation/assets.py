@@ -1,20 +1,31 @@
-"""The dbt models: staging, metering, rating and the invoice marts, built as of the run's clock."""
+"""The dbt models: staging, metering, rating and the invoice marts, built as of the run's clock.
 
+Two dbt asset definitions, because a definition has one partitioning: the daily usage mart
+(metered usage by UTC event day, partitioned daily) and everything else. Both rebuild what
+is due; the daily mart then records a materialization for each day whose usage changed.
+"""
+
+from collections.abc import Iterator
 from datetime import datetime
 
 import dagster as dg
 import duckdb
 from dagster_dbt import dbt_assets
 
+from orchestration.defs.partitions import chosen_partitions, partition_days, usage_days
 from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
 from orchestration.defs.transformation.dbt_runner import DbtRunnerResource
 from orchestration.defs.transformation.project import TallyDbtTranslator, tally_dbt_project
+
+DAILY_USAGE_MART = "fct_usage_daily"
+BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]  # unit tests run in CI
 
 
 @dbt_assets(
     manifest=tally_dbt_project.manifest_path,
     project=tally_dbt_project,
     dagster_dbt_translator=TallyDbtTranslator(),
+    exclude=DAILY_USAGE_MART,
     pool=WAREHOUSE_POOL,
 )
 def tally_dbt_models(
@@ -24,13 +35,68 @@ def tally_dbt_models(
     clock: BillingClockResource,
 ):
     """`dbt build` (models, seeds and data tests; unit tests run in CI, not here)."""
-    paths = tally.paths.ensure()
     with tally.warehouse() as con:
         write_run_clock(con, clock.resolve(context))
+    yield from _build(context, dbt, tally)
+
+
+@dbt_assets(
+    manifest=tally_dbt_project.manifest_path,
+    project=tally_dbt_project,
+    dagster_dbt_translator=TallyDbtTranslator(),
+    select=DAILY_USAGE_MART,
+    partitions_def=usage_days,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=WAREHOUSE_POOL,
+)
+def tally_usage_marts(
+    context: dg.AssetExecutionContext, dbt: DbtRunnerResource, tally: TallyHomeResource
+):
+    """Usage by customer, meter and UTC day; each day that changed is recorded."""
+    with tally.warehouse() as con:
+        before = usage_fingerprints(con)
+    yield from _build(context, dbt, tally)
+    if chosen_partitions(context) is not None:  # chosen days: Dagster records them
+        return
+    with tally.warehouse() as con:
+        after = usage_fingerprints(con)
+    changed = partition_days(
+        day for day in before.keys() | after.keys() if before.get(day) != after.get(day)
+    )
+    for key in sorted(context.selected_asset_keys):
+        for day in changed:
+            events, rows = after.get(day, (0, 0, 0))[:2]
+            context.log_event(
+                dg.AssetMaterialization(
+                    key, partition=day, metadata={"events": events, "usage_rows": rows}
+                )
+            )
+
+
+def usage_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
+    """Per UTC day of `marts.fct_usage_daily`: events, rows and a hash of its content."""
+    exists = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'marts' and table_name = 'fct_usage_daily'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return {}
+    rows = con.execute(
+        "select usage_date::varchar, sum(event_count)::bigint, count(*), "
+        "bit_xor(hash(customer_id, meter_key, group_values, event_count, value_sum, value_max)) "
+        "from marts.fct_usage_daily group by all"
+    ).fetchall()
+    return {day: (int(events), int(n), int(digest)) for day, events, n, digest in rows}
+
+
+def _build(
+    context: dg.AssetExecutionContext, dbt: DbtRunnerResource, tally: TallyHomeResource
+) -> Iterator:
+    paths = tally.paths.ensure()
     yield from dbt.build(
         context,
+        args=BUILD_ARGS,
         # a subset run (ingest_and_meter) runs only the tests whose every parent it builds
-        args=["build", "--exclude-resource-type", "unit_test"],
         indirect_selection="cautious",
         warehouse=paths.warehouse,
         target_path=paths.dbt_target,

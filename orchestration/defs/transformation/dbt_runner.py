@@ -21,6 +21,9 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt.asset_utils import (
+    DAGSTER_DBT_EXCLUDE_METADATA_KEY,
+    DAGSTER_DBT_SELECT_METADATA_KEY,
+    DAGSTER_DBT_SELECTOR_METADATA_KEY,
     get_manifest_and_translator_from_dbt_assets,
     get_subset_selection_for_context,
 )
@@ -68,24 +71,38 @@ class DbtRunnerResource(dg.ConfigurableResource):
         """`dbt <args>` for the assets selected in this run; Dagster events as nodes finish."""
         assets = context.assets_def
         manifest, translator, project = get_manifest_and_translator_from_dbt_assets([assets])
+        tags = assets.op.tags  # the definition's own dbt selection (@dbt_assets select/exclude)
         selection, indirect = get_subset_selection_for_context(
-            context=context, manifest=manifest, select=None, exclude=None, selector=None,
-            dagster_dbt_translator=translator, current_dbt_indirect_selection_env=None,
+            context=context,
+            manifest=manifest,
+            select=tags.get(DAGSTER_DBT_SELECT_METADATA_KEY),
+            exclude=tags.get(DAGSTER_DBT_EXCLUDE_METADATA_KEY),
+            selector=tags.get(DAGSTER_DBT_SELECTOR_METADATA_KEY),
+            dagster_dbt_translator=translator,
+            current_dbt_indirect_selection_env=None,
         )
         argv = [
             *args,
-            "--indirect-selection", indirect or indirect_selection,
+            "--indirect-selection",
+            indirect or indirect_selection,
             *selection,
-            "--project-dir", self.project_dir,
-            "--profiles-dir", self.profiles_dir,
-            "--target-path", str(target_path),
-            "--log-path", str(log_path),
+            "--project-dir",
+            self.project_dir,
+            "--profiles-dir",
+            self.profiles_dir,
+            "--target-path",
+            str(target_path),
+            "--log-path",
+            str(log_path),
         ]
         for raw in _run_in_thread(argv, warehouse):
             message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
             yield from message.to_default_asset_events(
-                manifest=manifest, dagster_dbt_translator=translator, context=context,
-                target_path=target_path, project=project,
+                manifest=manifest,
+                dagster_dbt_translator=translator,
+                context=context,
+                target_path=target_path,
+                project=project,
             )
 
 
