@@ -394,3 +394,52 @@ def test_the_hourly_ingest_and_meter_run_meters_new_events_and_builds_no_invoice
         }
     assert metered == 7  # January's API calls
     assert "fct_invoices" not in tables and "invoice_documents" not in tables
+
+
+def test_a_run_for_chosen_days_also_records_the_other_days_its_new_events_fall_on(
+    tmp_path: Path,
+):
+    from ingestion.config.store import ConfigStore
+    from ingestion.landing import LandingZone
+    from orchestration.home import TallyHome
+
+    home = TallyHome.at(tmp_path / "home").ensure()
+    ConfigStore(home.root).record(BASIC / "catalog.yaml", BASIC / "customers.yaml")
+    LandingZone(home.landing).land_paths([BASIC / "events" / "january.ndjson"])
+    run(home.root, "ingest_and_meter")
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        january = {
+            d
+            for (d,) in con.execute(
+                "select distinct event_date::varchar from raw.usage_events"
+            ).fetchall()
+        }
+    chosen = min(january)
+
+    # February's file lands; the run is launched for one January day only
+    LandingZone(home.landing).land_paths([BASIC / "events" / "february.ndjson"])
+    outcome = run(home.root, "ingest_and_meter", tags={RANGE_START: chosen, RANGE_END: chosen})
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        february = {
+            d
+            for (d,) in con.execute(
+                "select distinct event_date::varchar from raw.usage_events where event_date >= '2026-02-01'"
+            ).fetchall()
+        }
+        metered_february = {
+            d
+            for (d,) in con.execute(
+                "select distinct usage_date::varchar from marts.fct_usage_daily where usage_date >= '2026-02-01'"
+            ).fetchall()
+        }
+    assert february and metered_february
+    recorded = {
+        e.dagster_event.partition
+        for e in materializations(home.root, outcome.run_id, ["raw", "usage_events"])
+    }
+    assert recorded == {chosen} | february
+    recorded_usage = {
+        e.dagster_event.partition
+        for e in materializations(home.root, outcome.run_id, ["marts", "fct_usage_daily"])
+    }
+    assert recorded_usage == {chosen} | metered_february

@@ -52,8 +52,9 @@ def usage_events(
         last_load = _last_load_id(con)
         report = ingest_landed(con, zone, rules)
         days = _event_days_since(con, last_load)
-        requested = chosen_partitions(context)
-        shown = requested or partition_days(report.event_days())
+        requested = chosen_partitions(context) or []
+        changed = partition_days(report.event_days())
+        shown = sorted(set(requested) | set(changed))
         events_by_day = _events_per_day(con, shown)
     for day in shown:
         outcomes = report.by_day.get(day, {})
@@ -62,10 +63,11 @@ def usage_events(
         if outcomes.get("conflicts"):  # quarantined too, with reason `conflict`
             quarantined["quarantined:conflict"] = outcomes["conflicts"]
         quarantined["quarantined"] = sum(quarantined.values())
-        if requested is not None:  # Dagster records the chosen days; add each day's counts
+        if day in requested:  # Dagster records the chosen days; add each day's counts
             context.add_asset_metadata(per_day, asset_key=USAGE_EVENTS, partition_key=day)
             context.add_asset_metadata(quarantined, asset_key=QUARANTINE, partition_key=day)
             continue
+        # a day this run changed outside the chosen ones (every day, in a `tally run`)
         context.log_event(dg.AssetMaterialization(USAGE_EVENTS, partition=day, metadata=per_day))
         if quarantined["quarantined"]:
             context.log_event(

@@ -21,13 +21,18 @@ DAILY_USAGE_MART = "fct_usage_daily"
 BUILD_ARGS = ["build", "--exclude-resource-type", "unit_test"]  # unit tests run in CI
 
 
-@dbt_assets(
-    manifest=tally_dbt_project.manifest_path,
-    project=tally_dbt_project,
-    dagster_dbt_translator=TallyDbtTranslator(),
-    exclude=DAILY_USAGE_MART,
-    pool=WAREHOUSE_POOL,
-)
+def _tally_dbt_assets(**selection):
+    """Tally's dbt project, keys and pool; `selection`: the dbt select/exclude, partitions."""
+    return dbt_assets(
+        manifest=tally_dbt_project.manifest_path,
+        project=tally_dbt_project,
+        dagster_dbt_translator=TallyDbtTranslator(),
+        pool=WAREHOUSE_POOL,
+        **selection,
+    )
+
+
+@_tally_dbt_assets(exclude=DAILY_USAGE_MART)
 def tally_dbt_models(
     context: dg.AssetExecutionContext,
     dbt: DbtRunnerResource,
@@ -40,14 +45,10 @@ def tally_dbt_models(
     yield from _build(context, dbt, tally)
 
 
-@dbt_assets(
-    manifest=tally_dbt_project.manifest_path,
-    project=tally_dbt_project,
-    dagster_dbt_translator=TallyDbtTranslator(),
+@_tally_dbt_assets(
     select=DAILY_USAGE_MART,
     partitions_def=usage_days,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=WAREHOUSE_POOL,
 )
 def tally_usage_marts(
     context: dg.AssetExecutionContext, dbt: DbtRunnerResource, tally: TallyHomeResource
@@ -56,21 +57,18 @@ def tally_usage_marts(
     with tally.warehouse() as con:
         before = usage_fingerprints(con)
     yield from _build(context, dbt, tally)
-    if chosen_partitions(context) is not None:  # chosen days: Dagster records them
-        return
     with tally.warehouse() as con:
         after = usage_fingerprints(con)
+    # the chosen days of a partitioned run are recorded by Dagster with dbt's output
+    chosen = set(chosen_partitions(context) or [])
     changed = partition_days(
         day for day in before.keys() | after.keys() if before.get(day) != after.get(day)
     )
     for key in sorted(context.selected_asset_keys):
-        for day in changed:
+        for day in (d for d in changed if d not in chosen):
             events, rows = after.get(day, (0, 0, 0))[:2]
-            context.log_event(
-                dg.AssetMaterialization(
-                    key, partition=day, metadata={"events": events, "usage_rows": rows}
-                )
-            )
+            metadata = {"events": events, "usage_rows": rows}
+            context.log_event(dg.AssetMaterialization(key, partition=day, metadata=metadata))
 
 
 def usage_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
