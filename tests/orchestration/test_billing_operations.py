@@ -208,7 +208,7 @@ def test_re_materializing_an_invoice_month_changes_no_invoice(home: Path):
 
     before = invoices(home)
     activate(TallyHome.at(home))
-    job = load_definitions().get_implicit_global_asset_job_def()
+    job = load_definitions().resolve_implicit_global_asset_job_def()
     with (
         home_run_lock(TallyHome.at(home), Console(file=io.StringIO())),
         dg.DagsterInstance.get() as instance,
@@ -423,13 +423,15 @@ def test_a_run_for_chosen_days_also_records_the_other_days_its_new_events_fall_o
         february = {
             d
             for (d,) in con.execute(
-                "select distinct event_date::varchar from raw.usage_events where event_date >= '2026-02-01'"
+                "select distinct event_date::varchar from raw.usage_events"
+                " where event_date >= '2026-02-01'"
             ).fetchall()
         }
         metered_february = {
             d
             for (d,) in con.execute(
-                "select distinct usage_date::varchar from marts.fct_usage_daily where usage_date >= '2026-02-01'"
+                "select distinct usage_date::varchar from marts.fct_usage_daily"
+                " where usage_date >= '2026-02-01'"
             ).fetchall()
         }
     assert february and metered_february
@@ -443,3 +445,42 @@ def test_a_run_for_chosen_days_also_records_the_other_days_its_new_events_fall_o
         for e in materializations(home.root, outcome.run_id, ["marts", "fct_usage_daily"])
     }
     assert recorded_usage == {chosen} | metered_february
+
+
+def test_each_day_of_the_quarantine_counts_its_events_by_reason(tmp_path: Path):
+    from ingestion.config.store import ConfigStore
+    from ingestion.landing import LandingZone
+    from orchestration.home import TallyHome
+
+    scenario = SCENARIOS_DIR / "dedupe_and_quarantine"
+    home = TallyHome.at(tmp_path / "home").ensure()
+    ConfigStore(home.root).record(scenario / "catalog.yaml", scenario / "customers.yaml")
+    LandingZone(home.landing).land_paths([scenario / "events" / "a.ndjson"])
+    outcome = run(home.root, "ingest_and_meter")
+    with duckdb.connect(str(home.warehouse), read_only=True) as con:
+        con.execute("set TimeZone = 'UTC'")
+        rows = con.execute(
+            """select reason, count(*),
+                   case when json_valid(payload) then try_cast(
+                       json_extract_string(payload, '$.time') as timestamptz)::date::varchar end
+               from raw.quarantine group by all"""
+        ).fetchall()
+    expected: dict[str, dict[str, int]] = {}
+    for reason, count, day in rows:
+        # days with a partition: 2020-01-01 up to today (UTC)
+        has_partition = (
+            day is not None and "2020-01-01" <= day <= datetime.now(UTC).date().isoformat()
+        )
+        if has_partition and reason not in ("invalid_time", "invalid_json"):
+            expected.setdefault(day, {})[f"quarantined:{reason}"] = count
+    assert expected, "the scenario quarantines events that have a valid time"
+    entries = materializations(home.root, outcome.run_id, ["raw", "quarantine"])
+    by_day = {e.dagster_event.partition: metadata(e) for e in entries if e.dagster_event.partition}
+    assert set(by_day) == set(expected)
+    for day, reasons in expected.items():
+        assert {k: v for k, v in by_day[day].items() if k != "quarantined"} == reasons
+        assert by_day[day]["quarantined"] == sum(reasons.values())
+    # the run's own materialization counts every rejected row, with a day or not (conflicts
+    # are counted on raw/usage_events)
+    [whole] = [metadata(e) for e in entries if e.dagster_event.partition is None]
+    assert whole["quarantined"] == sum(n for reason, n, _ in rows if reason != "conflict")
