@@ -46,6 +46,11 @@ class TallyHome:
         return self.root / "dbt" / "target"
 
     @property
+    def dbt_usage_target(self) -> Path:
+        """The daily usage mart's own dbt build (a second asset definition) writes here."""
+        return self.root / "dbt" / "target-usage"
+
+    @property
     def dbt_logs(self) -> Path:
         return self.root / "dbt" / "logs"
 

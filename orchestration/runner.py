@@ -268,10 +268,15 @@ def _failing_rows(home: TallyHome, test_name: str, limit: int = 5) -> str:
 
 
 def _dbt_errors(home: TallyHome) -> list[str]:
-    results_path = Path(home.dbt_target) / "run_results.json"
-    if not results_path.exists():
+    """The failed nodes of the run's dbt builds: the main one, and the daily usage mart's
+    when it ran after it (it only runs once the main build passed)."""
+    main = Path(home.dbt_target) / "run_results.json"
+    usage = Path(home.dbt_usage_target) / "run_results.json"
+    if not main.exists():
         return []
-    results = json.loads(results_path.read_text()).get("results", [])
+    results = json.loads(main.read_text()).get("results", [])
+    if usage.exists() and usage.stat().st_mtime >= main.stat().st_mtime:
+        results += json.loads(usage.read_text()).get("results", [])
     reasons = []
     for entry in results:
         if entry.get("status") in ("error", "fail"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -62,6 +63,56 @@ def _sampled(
 
 # --- conservation ----------------------------------------------------------------------------
 
+
+SCOPED_BOOK_SQL = """
+select book.*
+from intermediate.int_price_book_charges as book
+where not book.is_frozen
+    or exists (
+        select 1 from intermediate.int_usage_events_metered as latest
+        where latest.metered_seq = {latest}
+            and latest.subscription_period_id = book.subscription_period_id
+            and latest.charge_key = book.charge_key
+    )
+"""
+
+
+@dataclass(frozen=True)
+class MeteringScope:
+    """What the two event-grain invariants re-check: everything that can still be billed.
+
+    Finalized periods are frozen (their documents are checked against their stored hash), so
+    re-metering their events on every run would re-prove a settled fact and make each run
+    cost the whole history. In scope: the periods not finalized, the frozen ones the latest
+    metering build wrote rows for (late events), and every event from the earliest start of
+    those periods (`since`; a literal, so DuckDB skips the row groups of older months).
+    """
+
+    since: datetime | None
+    latest_build: int
+
+    @classmethod
+    def of(cls, con: duckdb.DuckDBPyConnection) -> MeteringScope:
+        latest = con.execute(
+            "select coalesce(max(metered_seq), 0) from intermediate.int_usage_events_metered"
+        ).fetchone()[0]  # type: ignore[index]
+        since = con.execute(
+            f"select min(active_start_at) from ({SCOPED_BOOK_SQL.format(latest=int(latest))})"
+        ).fetchone()[0]  # type: ignore[index]
+        return cls(since, int(latest))
+
+    @property
+    def book_sql(self) -> str:
+        return SCOPED_BOOK_SQL.format(latest=self.latest_build)
+
+    @property
+    def since_literal(self) -> str:
+        """`since` as SQL (no period in scope: nothing)."""
+        if self.since is None:
+            return "cast('infinity' as timestamptz)"
+        return f"cast('{self.since.isoformat()}' as timestamptz)"
+
+
 QUANTITY_SQL = f"""
 with
 
@@ -69,13 +120,14 @@ events as (
 
     select source, id, type, subject, time, data
     from raw.usage_events
+    where time >= {{since}}
     qualify row_number() over (partition by source, id order by load_id, row_number) = 1
 
 ),
 
 book as (
 
-    select * from intermediate.int_price_book_charges
+    {{book}}
 
 ),
 
@@ -128,8 +180,11 @@ from_events as (
 
 lines as (
 
-    select subscription_period_id, charge_key, group_value, quantity
-    from intermediate.int_usage_lines_rated
+    select lines.subscription_period_id, lines.charge_key, lines.group_value, lines.quantity
+    from intermediate.int_usage_lines_rated as lines
+    semi join book
+        on lines.subscription_period_id = book.subscription_period_id
+        and lines.charge_key = book.charge_key
 
 )
 
@@ -163,12 +218,27 @@ def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
             f"deduplicated events {plain(row['event_quantity'])}"
         )
 
-    return _sampled("usage_lines__quantity_equals_deduplicated_events", con, QUANTITY_SQL, describe)
+    scope = MeteringScope.of(con)
+    return _sampled(
+        "usage_lines__quantity_equals_deduplicated_events",
+        con,
+        QUANTITY_SQL.replace("{since}", scope.since_literal).replace("{book}", scope.book_sql),
+        describe,
+    )
 
 
 # --- no event billed twice -------------------------------------------------------------------
 
 BILLED_TWICE_SQL = """
+with
+
+scoped as (
+
+    select * from intermediate.int_usage_events_metered
+    where occurred_at >= {since} or metered_seq = {latest}
+
+)
+
 select
     usage_event_id,
     customer_id,
@@ -176,7 +246,7 @@ select
     charge_key,
     count(*) as times,
     string_agg(invoice_id, ', ' order by invoice_id) as invoices
-from intermediate.int_usage_events_metered
+from scoped
 group by usage_event_id, customer_id, string_split(subscription_period_id, '#')[-1], charge_key
 having count(*) > 1
 order by customer_id, usage_event_id, charge_key
@@ -190,7 +260,15 @@ def no_event_billed_twice(con: duckdb.DuckDBPyConnection) -> Finding:
             f"subscription {row['subscription_index']} {row['charge_key']} ({row['invoices']})"
         )
 
-    return _sampled("meter_readings__no_event_billed_twice", con, BILLED_TWICE_SQL, describe)
+    scope = MeteringScope.of(con)
+    return _sampled(
+        "meter_readings__no_event_billed_twice",
+        con,
+        BILLED_TWICE_SQL.replace("{since}", scope.since_literal).replace(
+            "{latest}", str(scope.latest_build)
+        ),
+        describe,
+    )
 
 
 BILLED_ONCE_SQL = """

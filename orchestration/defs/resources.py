@@ -17,12 +17,18 @@ from pydantic import Field
 from orchestration.home import TallyHome
 
 WAREHOUSE_POOL = "warehouse"
+DEFAULT_MEMORY_LIMIT = "3GB"
 
 
 class TallyHomeResource(dg.ConfigurableResource):
     """One Tally installation: its warehouse, landing zone, config store and exports."""
 
     home: str
+    memory_limit: str = Field(
+        default=DEFAULT_MEMORY_LIMIT,
+        description="DuckDB's memory_limit for the run's warehouse connections and dbt: above "
+        "it DuckDB spills to disk (HOME/warehouse.duckdb.tmp) instead of growing.",
+    )
 
     @property
     def paths(self) -> TallyHome:
@@ -35,6 +41,7 @@ class TallyHomeResource(dg.ConfigurableResource):
         con = duckdb.connect(str(paths.warehouse))
         try:
             con.execute("set TimeZone = 'UTC'")
+            con.execute(f"set memory_limit = '{self.memory_limit}'")
             yield con
         finally:
             con.close()

@@ -25,18 +25,22 @@ MONEY = "decimal(38, 12)"
 
 
 @pytest.fixture(scope="module")
-def rating_sql(tmp_path_factory: pytest.TempPathFactory) -> str:
+def rating_sql(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """The compiled quantity model (a full build) and the rating model."""
     folder = tmp_path_factory.mktemp("compile")
     env = {**os.environ, "TALLY_WAREHOUSE": str(folder / "rating.duckdb")}
     result = subprocess.run(
-        [str(DBT), "compile", "--select", "int_usage_lines_rated", "--project-dir", str(DBT_PROJECT_DIR),
+        [str(DBT), "compile", "--select", "int_usage_quantities", "int_usage_lines_rated", "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(folder / "target"),
          "--log-path", str(folder / "logs"), "--quiet"],
         env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    compiled = next((folder / "target" / "compiled").rglob("int_usage_lines_rated.sql"))
-    return compiled.read_text()
+    compiled = folder / "target" / "compiled"
+    return tuple(  # type: ignore[return-value]
+        next(compiled.rglob(f"{model}.sql")).read_text()
+        for model in ("int_usage_quantities", "int_usage_lines_rated")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,8 @@ def con() -> duckdb.DuckDBPyConnection:
         create table rating.intermediate.int_usage_events_metered (
             subscription_period_id varchar, invoice_id varchar, customer_id varchar, charge_key varchar,
             aggregation varchar, model varchar, usage_event_id varchar, event_id varchar,
-            occurred_at timestamptz, value_text varchar, group_value varchar, value_number {MONEY});
+            occurred_at timestamptz, value_text varchar, group_value varchar, value_number {MONEY},
+            metered_seq bigint);
         create table rating.intermediate.int_price_book_prices (
             subscription_period_id varchar, charge_key varchar, price_value varchar, unit_price {MONEY},
             package_size {MONEY}, package_price {MONEY}, free_units {MONEY}, rate {MONEY},
@@ -96,7 +101,7 @@ charge_cases = st.one_of(
 )
 
 
-def rate_with_sql(con, sql: str, model: str, params, values: list[Decimal], currency: str) -> tuple[Decimal, Decimal]:
+def rate_with_sql(con, sql: tuple[str, str], model: str, params, values: list[Decimal], currency: str) -> tuple[Decimal, Decimal]:
     for table in ("int_price_book_charges", "int_usage_events_metered", "int_price_book_prices", "int_price_book_tiers"):
         con.execute(f"delete from rating.intermediate.{table}")
     con.execute(
@@ -124,7 +129,9 @@ def rate_with_sql(con, sql: str, model: str, params, values: list[Decimal], curr
         price["rate"], price["fixed_fee_per_event"], price["min_per_event"], price["max_per_event"] = params
     con.execute("insert into rating.intermediate.int_price_book_prices values ('sp', 'k', null, ?, ?, ?, ?, ?, ?, ?, ?)",
                 list(price.values()))
-    rows = con.execute(f"select quantity, amount from ({sql})").fetchall()
+    quantities_sql, rating_sql = sql
+    con.execute(f"create or replace table rating.intermediate.int_usage_quantities as ({quantities_sql})")
+    rows = con.execute(f"select quantity, amount from ({rating_sql})").fetchall()
     assert len(rows) == 1
     return rows[0]
 

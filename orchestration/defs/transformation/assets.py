@@ -7,6 +7,7 @@ is due; the daily mart then records a materialization for each day whose usage c
 
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -56,7 +57,9 @@ def tally_usage_marts(
     """Usage by customer, meter and UTC day; each day that changed is recorded."""
     with tally.warehouse() as con:
         before = usage_fingerprints(con)
-    yield from _build(context, dbt, tally)
+    # its own target folder: HOME/dbt/target/run_results.json stays the main build's (the
+    # failure explanation and the benchmark read it)
+    yield from _build(context, dbt, tally, target_path=tally.paths.dbt_usage_target)
     with tally.warehouse() as con:
         after = usage_fingerprints(con)
     # the chosen days of a partitioned run are recorded by Dagster with dbt's output
@@ -88,7 +91,11 @@ def usage_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, i
 
 
 def _build(
-    context: dg.AssetExecutionContext, dbt: DbtRunnerResource, tally: TallyHomeResource
+    context: dg.AssetExecutionContext,
+    dbt: DbtRunnerResource,
+    tally: TallyHomeResource,
+    *,
+    target_path: Path | None = None,
 ) -> Iterator:
     paths = tally.paths.ensure()
     yield from dbt.build(
@@ -97,7 +104,7 @@ def _build(
         # a subset run (ingest_and_meter) runs only the tests whose every parent it builds
         indirect_selection="cautious",
         warehouse=paths.warehouse,
-        target_path=paths.dbt_target,
+        target_path=target_path or paths.dbt_target,
         log_path=paths.dbt_logs,
     )
 

@@ -29,6 +29,7 @@ from dagster_dbt.asset_utils import (
 )
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
+from orchestration.defs.resources import DEFAULT_MEMORY_LIMIT
 from orchestration.manifest import ensure_manifest
 
 RESULT_EVENTS = frozenset({"LogSeedResult", "LogModelResult", "LogSnapshotResult", "LogTestResult"})
@@ -57,6 +58,7 @@ class DbtRunnerResource(dg.ConfigurableResource):
 
     project_dir: str
     profiles_dir: str
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     def build(
         self,
@@ -95,7 +97,7 @@ class DbtRunnerResource(dg.ConfigurableResource):
             "--log-path",
             str(log_path),
         ]
-        for raw in _run_in_thread(argv, warehouse):
+        for raw in _run_in_thread(argv, warehouse, self.memory_limit):
             message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
             yield from message.to_default_asset_events(
                 manifest=manifest,
@@ -106,7 +108,7 @@ class DbtRunnerResource(dg.ConfigurableResource):
             )
 
 
-def _run_in_thread(argv: list[str], warehouse: Path) -> Iterator[dict]:
+def _run_in_thread(argv: list[str], warehouse: Path, memory_limit: str) -> Iterator[dict]:
     """Node results as dbt reports them, while dbt runs in a worker thread."""
     from dbt.cli.main import dbtRunner
     from dbt_common.events.functions import msg_to_dict
@@ -128,7 +130,7 @@ def _run_in_thread(argv: list[str], warehouse: Path) -> Iterator[dict]:
         finally:
             events.put(done)
 
-    with _ONE_BUILD_AT_A_TIME, _warehouse_env(warehouse):
+    with _ONE_BUILD_AT_A_TIME, _warehouse_env(warehouse, memory_limit):
         worker = threading.Thread(target=invoke, name="dbt", daemon=True)
         worker.start()
         try:
@@ -155,14 +157,17 @@ def _close_dbt_connections() -> None:
 
 
 @contextlib.contextmanager
-def _warehouse_env(warehouse: Path) -> Iterator[None]:
-    """The profile reads the warehouse path from TALLY_WAREHOUSE (dbt_project/profiles.yml)."""
-    previous = os.environ.get("TALLY_WAREHOUSE")
-    os.environ["TALLY_WAREHOUSE"] = str(warehouse)
+def _warehouse_env(warehouse: Path, memory_limit: str) -> Iterator[None]:
+    """The profile reads the warehouse path and DuckDB's memory limit from the environment
+    (TALLY_WAREHOUSE, TALLY_DUCKDB_MEMORY_LIMIT: dbt_project/profiles.yml)."""
+    values = {"TALLY_WAREHOUSE": str(warehouse), "TALLY_DUCKDB_MEMORY_LIMIT": memory_limit}
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("TALLY_WAREHOUSE", None)
-        else:
-            os.environ["TALLY_WAREHOUSE"] = previous
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

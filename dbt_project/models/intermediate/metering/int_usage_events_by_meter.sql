@@ -2,12 +2,32 @@
   Every accepted event matched to every meter that selects it (type and filters), with the
   meter's value and its group_by properties: the usage analysts chart, independent of
   subscriptions and prices.
+
+  Incremental, so a run meters its new events, not the history: a row depends on one event
+  and the meter definitions, so a build appends the events it has not read yet, unless the
+  definitions changed since the last build: then every row is deleted and every event metered
+  again (macros/usage_marts_incremental.sql). `metered_seq` is the build that wrote the row.
 -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ delete_by_meter_rows_to_remeter() }}",
+        post_hook=["{{ record_by_meter_definitions() }}", "{{ advance_event_watermark() }}"],
+    )
+}}
+
+{%- set remeter_all = by_meter_remeters_all() %}
+
 with
 
 events as (
 
-    select * from {{ ref('stg_raw__usage_events') }}
+    select * from {{ ref('stg_raw__usage_events') }} as events
+    {%- if not remeter_all %}
+    where {{ is_unread_usage_event('events') }}
+    {%- endif %}
 
 ),
 
@@ -63,6 +83,16 @@ matched as (
         lambda f: json_extract_string(events.event_data, f.property_json_path) is distinct from f.value_text
     )) = 0
 
+),
+
+final as (
+
+    select
+        *,
+        cast({{ next_build_seq() }} as bigint) as metered_seq
+
+    from matched
+
 )
 
-select * from matched
+select * from final

@@ -4,7 +4,22 @@
   the period, and every filter property equals the filter value compared as strings (a
   missing or null property never equals). Carries the value's literal text and number and
   the `price_by` group (null when the event lacks the property: priced by "*").
+
+  Incremental, so a run meters what changed, not the history: events landed since the last
+  build against the unchanged book rows, and every event against the book rows that appeared
+  or changed (a new period, a catalog edit); the rows of changed or removed book rows are
+  dropped first (macros/metering.sql). `metered_seq` is the build that wrote the row.
 -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        pre_hook="{{ drop_metered_rows_of_changed_book() }}",
+        post_hook=["{{ record_metered_book() }}", "{{ advance_event_watermark() }}"],
+    )
+}}
+
 with
 
 events as (
@@ -19,46 +34,67 @@ book as (
 
 ),
 
-matched as (
+{% if is_incremental() %}
 
-    select
-        book.subscription_period_id,
-        book.invoice_id,
-        book.customer_id,
-        book.charge_key,
-        book.aggregation,
-        book.model,
-        events.usage_event_id,
-        events.event_id,
-        events.occurred_at,
-        case
-            when book.value_json_path is not null
-                then json_extract_string(events.event_data, book.value_json_path)
-        end as value_text,
-        case
-            when book.price_by_json_path is not null
-                then json_extract_string(events.event_data, book.price_by_json_path)
-        end as group_value
+changed_keys as (
 
-    from events
-    inner join book
-        on events.customer_id = book.customer_id
-        and events.event_type = book.event_type
-        and events.occurred_at >= book.active_start_at
-        and events.occurred_at < book.active_end_at
-    where len(list_filter(
-        book.meter_filters,
-        lambda f: json_extract_string(events.event_data, f.property_json_path)
-            is distinct from f.value_text
-    )) = 0
+    select * from {{ changed_book_keys() }}
 
 ),
+
+changed_book as (
+
+    select book.*
+    from book
+    inner join changed_keys
+        on book.subscription_period_id = changed_keys.subscription_period_id
+        and book.charge_key = changed_keys.charge_key
+
+),
+
+unchanged_book as (
+
+    select book.*
+    from book
+    anti join changed_keys
+        on book.subscription_period_id = changed_keys.subscription_period_id
+        and book.charge_key = changed_keys.charge_key
+
+),
+
+unread_events as (
+
+    select * from events
+    where {{ is_unread_usage_event('events') }}
+
+),
+
+matched as (
+
+    {{ meter_events('unread_events', 'unchanged_book') }}
+
+    union all
+
+    {{ meter_events('events', 'changed_book', book_time_bounds(changed_book_keys())) }}
+
+),
+
+{% else %}
+
+matched as (
+
+    {{ meter_events('events', 'book') }}
+
+),
+
+{% endif %}
 
 final as (
 
     select
         *,
-        try_cast(value_text as {{ money_type() }}) as value_number
+        try_cast(value_text as {{ money_type() }}) as value_number,
+        cast({{ next_build_seq() }} as bigint) as metered_seq
 
     from matched
 

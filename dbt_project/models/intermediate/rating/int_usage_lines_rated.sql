@@ -14,9 +14,17 @@ book as (
 
 ),
 
-metered as (
+quantities as (
 
+    select * from {{ ref('int_usage_quantities') }}
+
+),
+
+percentage_events as (
+
+    -- a percentage is clamped per event, so its amount needs the events, not the quantity
     select * from {{ ref('int_usage_events_metered') }}
+    where model = 'percentage'
 
 ),
 
@@ -35,29 +43,6 @@ tiers as (
 currencies as (
 
     select * from {{ ref('iso_4217_currencies') }}
-
-),
-
-quantities as (
-
-    select
-        subscription_period_id,
-        charge_key,
-        group_value,
-        case min(aggregation)
-            when 'count' then cast(count(*) as {{ money_type() }})
-            when 'sum' then coalesce(sum(value_number), 0)
-            when 'max' then coalesce(max(value_number), 0)
-            when 'unique_count' then cast(count(distinct value_text) as {{ money_type() }})
-            when 'latest' then coalesce(
-                arg_max(value_number, (occurred_at, event_id))
-                    filter (where value_number is not null),
-                0
-            )
-        end as quantity
-
-    from metered
-    group by subscription_period_id, charge_key, group_value
 
 ),
 
@@ -183,7 +168,7 @@ percentage_amounts as (
             end
         ) as amount_exact
 
-    from metered
+    from percentage_events as metered
     inner join resolved
         on metered.subscription_period_id = resolved.subscription_period_id
         and metered.charge_key = resolved.charge_key
@@ -192,8 +177,7 @@ percentage_amounts as (
         on resolved.subscription_period_id = prices.subscription_period_id
         and resolved.charge_key = prices.charge_key
         and resolved.price_value is not distinct from prices.price_value
-    where metered.model = 'percentage'
-        and metered.value_number is not null
+    where metered.value_number is not null
     group by metered.subscription_period_id, metered.charge_key, metered.group_value
 
 ),

@@ -17,7 +17,8 @@ renamed as (
         time as occurred_at,
         event_date,
         data as event_data,
-        load_id
+        load_id,
+        row_number as load_row_number
 
     from source
 
