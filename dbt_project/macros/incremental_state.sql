@@ -70,14 +70,20 @@
 {% macro is_unread_usage_event(alias) -%}
     {%- if is_incremental() -%}
         {%- set state = incremental_watermark() -%}
+        {%- set replayed_since = "select load_id, row_number from raw.quarantine"
+            ~ " where reason = 'unknown_customer' and resolved_at is not null"
+            ~ (" and epoch_us(resolved_at) > " ~ state['replays_through'] if state['replays_through'] is not none else "") -%}
+        {#- a literal load bound lets DuckDB skip every older row group; the replay clause
+            (a semi-join over all events) only when there are replays to read -#}
+        {%- set replays = run_query("select count(*) from (" ~ replayed_since ~ ")").rows[0][0] if execute else 1 -%}
         ({{ alias }}.load_id > {{ state['loads_through'] }}
+        {%- if replays > 0 %}
         or exists (
-            select 1 from raw.quarantine as replayed
-            where replayed.reason = 'unknown_customer'
-                {% if state['replays_through'] is not none %}and epoch_us(replayed.resolved_at) > {{ state['replays_through'] }}{% endif %}
-                and replayed.load_id = {{ alias }}.load_id
+            select 1 from ({{ replayed_since }}) as replayed
+            where replayed.load_id = {{ alias }}.load_id
                 and replayed.row_number = {{ alias }}.load_row_number
-        ))
+        )
+        {%- endif %})
     {%- else -%}
         true
     {%- endif -%}

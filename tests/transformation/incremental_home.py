@@ -74,8 +74,10 @@ class Home:
         customers_path.write_text(yaml.safe_dump(customers, sort_keys=False))
         parsed = load_catalog(catalog_path)
         version = ConfigVersion(
-            catalog_path, hashlib.sha256(catalog_path.read_bytes()).hexdigest(),
-            customers_path, hashlib.sha256(customers_path.read_bytes()).hexdigest(),
+            catalog_path,
+            hashlib.sha256(catalog_path.read_bytes()).hexdigest(),
+            customers_path,
+            hashlib.sha256(customers_path.read_bytes()).hexdigest(),
         )
         with duckdb.connect(str(self.path)) as con:
             write_config_tables(con, parsed, load_customers(str(customers_path), parsed), version)
@@ -97,13 +99,20 @@ class Home:
         with duckdb.connect(str(self.path)) as con:
             con.execute("create schema if not exists config")
             con.execute(
-                "create or replace table config.run_clock as select cast(? as timestamptz) as as_of",
+                "create or replace table config.run_clock"
+                " as select cast(? as timestamptz) as as_of",
                 [self.clock],
             )
         dbt(
-            self.path, self.root / f"dbt-{self.builds}",
-            "build", "--select", f"+{self.target}", "--exclude-resource-type", "unit_test",
-            "--indirect-selection", "cautious",
+            self.path,
+            self.root / f"dbt-{self.builds}",
+            "build",
+            "--select",
+            f"+{self.target}",
+            "--exclude-resource-type",
+            "unit_test",
+            "--indirect-selection",
+            "cautious",
         )
 
     def query(self, sql: str) -> list[tuple]:
@@ -151,12 +160,21 @@ class Home:
 def dbt(warehouse: Path, folder: Path, *args: str) -> None:
     result = subprocess.run(
         [
-            str(DBT), *args,
-            "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
-            "--target-path", str(folder / "target"), "--log-path", str(folder / "logs"),
+            str(DBT),
+            *args,
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(DBT_PROJECT_DIR),
+            "--target-path",
+            str(folder / "target"),
+            "--log-path",
+            str(folder / "logs"),
         ],
         env={**os.environ, "TALLY_WAREHOUSE": str(warehouse)},
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-5000:]
 
@@ -182,3 +200,21 @@ def customers_of(*ids: str, plan: str = "ai") -> dict[str, Any]:
     return {"customers": [{"id": i, "subscriptions": [subscription]} for i in ids]}
 
 
+def scenario_home(
+    root: Path, tables: dict[str, str], target: str, scenario: Path, *extra_meters: dict[str, Any]
+) -> Home:
+    """A home with the scenario's events (load 1), then one more of acme's and one of a
+    customer not yet known, quarantined (load 2); built once as of CLOCK."""
+    home = Home(root, tables, target)
+    home.configure(catalog_of(scenario, *extra_meters), customers_of("acme"))
+    for events in sorted((scenario / "events").iterdir()):
+        home.zone.land_file(events)
+    home.ingest(
+        "with-unknown.ndjson",
+        [
+            completion("c0", "2026-01-20T08:00:00Z", "gpt-4o", 3),
+            completion("b1", "2026-01-03T10:15:00Z", "gpt-4o", 13, subject="beta"),
+        ],
+    )
+    home.build()
+    return home

@@ -21,6 +21,7 @@ from tests.transformation.incremental_home import (
     catalog_of,
     completion,
     customers_of,
+    scenario_home,
 )
 
 pytestmark = pytest.mark.slow
@@ -35,21 +36,9 @@ TABLES = {
 
 @pytest.fixture(scope="module")
 def built_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    """The scenario's completions, then one more of acme's and one of a customer not yet
-    known (quarantined), metered and rated once as of 2026-03-01."""
-    home = Home(tmp_path_factory.mktemp("metering"), TABLES, "int_usage_lines_rated")
-    home.configure(catalog_of(SCENARIO), customers_of("acme"))
-    for events in sorted((SCENARIO / "events").iterdir()):
-        home.zone.land_file(events)
-    home.ingest(
-        "with-unknown.ndjson",
-        [
-            completion("c0", "2026-01-20T08:00:00Z", "gpt-4o", 3),
-            completion("b1", "2026-01-03T10:15:00Z", "gpt-4o", 13, subject="beta"),
-        ],
+    return scenario_home(
+        tmp_path_factory.mktemp("metering"), TABLES, "int_usage_lines_rated", SCENARIO
     )
-    home.build()
-    return home
 
 
 @pytest.fixture
@@ -134,6 +123,6 @@ def test_a_build_with_nothing_new_changes_nothing(home: Home):
     before = home.tables()
     home.build()
     assert home.tables() == before
-    assert home.query(
-        "select distinct metered_seq from intermediate.int_usage_events_metered"
-    ) == [(1,)]
+    assert home.query("select distinct metered_seq from intermediate.int_usage_events_metered") == [
+        (1,)
+    ]

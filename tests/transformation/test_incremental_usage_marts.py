@@ -23,6 +23,7 @@ from tests.transformation.incremental_home import (
     catalog_of,
     completion,
     customers_of,
+    scenario_home,
 )
 
 pytestmark = pytest.mark.slow
@@ -37,21 +38,13 @@ TABLES = {
 
 @pytest.fixture(scope="module")
 def built_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
-    """The scenario's completions (load 1), then a file with one more of acme's and one of a
-    customer not yet known, quarantined (load 2); built once. Tests work on copies (`home`)."""
-    home = Home(tmp_path_factory.mktemp("incremental"), TABLES, "fct_usage_daily")
-    home.configure(catalog_of(SCENARIO, COMPLETIONS_METER), customers_of("acme"))
-    for events in sorted((SCENARIO / "events").iterdir()):
-        home.zone.land_file(events)
-    home.ingest(
-        "with-unknown.ndjson",
-        [
-            completion("c0", "2026-01-20T08:00:00Z", "gpt-4o", 3),
-            completion("b1", "2026-01-03T10:15:00Z", "gpt-4o", 13, subject="beta"),
-        ],
+    return scenario_home(
+        tmp_path_factory.mktemp("incremental"),
+        TABLES,
+        "fct_usage_daily",
+        SCENARIO,
+        COMPLETIONS_METER,
     )
-    home.build()
-    return home
 
 
 @pytest.fixture
