@@ -111,12 +111,7 @@
         -- a warehouse from before metering was incremental: its book is unknown (empty), so
         -- every row is dropped and metered again; the column makes the schemas match
         alter table {{ this }} add column if not exists metered_seq bigint;
-        delete from {{ this }} as metered
-        where exists (
-            select 1 from {{ changed_book_keys() }} as changed
-            where changed.subscription_period_id = metered.subscription_period_id
-                and changed.charge_key = metered.charge_key
-        )
+        {{ delete_rows_of_keys(changed_book_keys()) }}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -154,12 +149,7 @@
 {#- Pre-hook of int_usage_quantities: drop the quantities of the keys it recomputes. -#}
 {% macro drop_quantities_to_recompute() %}
     {%- if is_incremental() -%}
-        delete from {{ this }} as quantities
-        where exists (
-            select 1 from {{ touched_quantity_keys() }} as touched
-            where touched.subscription_period_id = quantities.subscription_period_id
-                and touched.charge_key = quantities.charge_key
-        )
+        {{ delete_rows_of_keys(touched_quantity_keys()) }}
     {%- else -%}
         select 1
     {%- endif -%}
@@ -173,3 +163,14 @@
     {{ advance_event_watermark(upstream_seq=metered_seq) }};
     delete from incremental.book_changes where build_seq <= {{ metered_seq }}
 {% endmacro %}
+
+
+{#- SQL: delete this model's rows whose (period, charge) is in `keys_sql`. -#}
+{% macro delete_rows_of_keys(keys_sql) -%}
+    delete from {{ this }} as stale
+    where exists (
+        select 1 from {{ keys_sql }} as keys
+        where keys.subscription_period_id = stale.subscription_period_id
+            and keys.charge_key = stale.charge_key
+    )
+{%- endmacro %}

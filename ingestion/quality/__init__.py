@@ -4,7 +4,7 @@
   rated lines, invoices) as data: the SQL that reads the rows in question and the rules;
 - `runner`: validates a suite in bounded batches with GX and keeps the results under the home;
 - `scope`: which events a suite has not passed yet (new loads and replays);
-- `reconciliation`: whole-table invariants in SQL (conservation, billed once, totals, ...);
+- `reconciliation`: invariants in SQL (conservation, billed once, totals, ...);
 - `findings`: what a check found, as one line and a sample of failing rows.
 
 Orchestration wraps these in Dagster asset checks (orchestration/defs/quality).

@@ -1,8 +1,9 @@
-"""Reconciliation invariants: whole-table properties of the billing marts, in SQL.
+"""Reconciliation invariants: properties of the billing marts, in SQL.
 
 Each invariant is a query returning its failing rows (none when it holds), ordered so the
 first rows are the most telling, and a line per row for the one-line finding. They read
-whole tables (DuckDB aggregates 100M rows without pandas) and never write.
+whole tables (DuckDB aggregates 100M rows without pandas), except the two event-grain ones,
+which read what can still be billed (`MeteringScope`), and never write.
 
     usage_lines__quantity_equals_deduplicated_events   conservation: Σ metered = Σ events
     meter_readings__no_event_billed_twice              one count per subscription and charge
