@@ -123,3 +123,18 @@ def fetch_dicts(con, sql: str, params: Sequence[Any] | None = None) -> list[dict
     cursor = con.execute(sql, list(params or []))
     columns = [column[0] for column in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def sampled_finding(
+    check_name: str, con, sql: str, describe, params: Sequence[Any] | None = None, **stats: Any
+) -> Finding:
+    """Run a failing-rows query and keep a sample (the count comes from a window, so the
+    failing rows are read once)."""
+    limited = (
+        f"select *, count(*) over () as failing_rows from ({sql}) as failing limit {SAMPLE_ROWS}"
+    )
+    rows = fetch_dicts(con, limited, params)
+    total = int(rows[0]["failing_rows"]) if rows else 0
+    for row in rows:
+        row.pop("failing_rows", None)
+    return Finding.from_rows(check_name, rows, describe, total=total, **stats)

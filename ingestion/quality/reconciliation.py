@@ -2,8 +2,9 @@
 
 Each invariant is a query returning its failing rows (none when it holds), ordered so the
 first rows are the most telling, and a line per row for the one-line finding. They read
-whole tables (DuckDB aggregates 100M rows without pandas), except the two event-grain ones,
-which read what can still be billed (`MeteringScope`), and never write.
+whole tables (DuckDB aggregates 100M rows without pandas) and never write, except the two
+event-grain ones, which remember what they last proved in the `quality` schema and read
+only what changed since (`conservation.py`, `billed_twice.py`).
 
     usage_lines__quantity_equals_deduplicated_events   conservation: Σ metered = Σ events
     meter_readings__no_event_billed_twice              one count per subscription and charge
@@ -20,14 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import duckdb
 
-from ingestion.quality.findings import SAMPLE_ROWS, Finding, fetch_dicts, money_text, plain
-
-QUANTITY = "decimal(38, 12)"
+from ingestion.quality.billed_twice import no_event_billed_twice
+from ingestion.quality.conservation import usage_lines_conserve_events
+from ingestion.quality.findings import Finding, money_text, plain, sampled_finding
 
 
 @dataclass(frozen=True)
@@ -46,230 +46,6 @@ def _money(row: Mapping[str, Any], column: str) -> str:
 def _who(row: Mapping[str, Any]) -> str:
     """An invoice as people name it: `acme 2026-01-01` (customer and local period start)."""
     return f"{row['customer_id']} {plain(row['period_start'])}"
-
-
-def _sampled(
-    check_name: str, con: duckdb.DuckDBPyConnection, sql: str, describe, params=None
-) -> Finding:
-    """Run a failing-rows query (with a `failing_rows` window count) and keep a sample."""
-    limited = (
-        f"select *, count(*) over () as failing_rows from ({sql}) as failing limit {SAMPLE_ROWS}"
-    )
-    rows = fetch_dicts(con, limited, params)
-    total = int(rows[0]["failing_rows"]) if rows else 0
-    for row in rows:
-        row.pop("failing_rows", None)
-    return Finding.from_rows(check_name, rows, describe, total=total)
-
-
-# --- conservation ----------------------------------------------------------------------------
-
-
-SCOPED_BOOK_SQL = """
-select book.*
-from intermediate.int_price_book_charges as book
-where not book.is_frozen
-    or exists (
-        select 1 from intermediate.int_usage_events_metered as latest
-        where latest.metered_seq = {latest}
-            and latest.subscription_period_id = book.subscription_period_id
-            and latest.charge_key = book.charge_key
-    )
-"""
-
-
-@dataclass(frozen=True)
-class MeteringScope:
-    """What the two event-grain invariants re-check: everything that can still be billed.
-
-    Finalized periods are frozen (their documents are checked against their stored hash), so
-    re-metering their events on every run would re-prove a settled fact and make each run
-    cost the whole history. In scope: the periods not finalized, the frozen ones the latest
-    metering build wrote rows for (late events), and every event from the earliest start of
-    those periods (`since`; a literal, so DuckDB skips the row groups of older months).
-    """
-
-    since: datetime | None
-    latest_build: int
-
-    @classmethod
-    def of(cls, con: duckdb.DuckDBPyConnection) -> MeteringScope:
-        latest = con.execute(
-            "select coalesce(max(metered_seq), 0) from intermediate.int_usage_events_metered"
-        ).fetchone()[0]  # type: ignore[index]
-        since = con.execute(
-            f"select min(active_start_at) from ({SCOPED_BOOK_SQL.format(latest=int(latest))})"
-        ).fetchone()[0]  # type: ignore[index]
-        return cls(since, int(latest))
-
-    @property
-    def book_sql(self) -> str:
-        return SCOPED_BOOK_SQL.format(latest=self.latest_build)
-
-    @property
-    def since_literal(self) -> str:
-        """`since` as SQL (no period in scope: nothing)."""
-        if self.since is None:
-            return "cast('infinity' as timestamptz)"
-        return f"cast('{self.since.isoformat()}' as timestamptz)"
-
-
-QUANTITY_SQL = f"""
-with
-
-events as (
-
-    select source, id, type, subject, time, data
-    from raw.usage_events
-    where time >= {{since}}
-    qualify row_number() over (partition by source, id order by load_id, row_number) = 1
-
-),
-
-book as (
-
-    {{book}}
-
-),
-
-matched as (
-
-    select
-        book.subscription_period_id,
-        book.charge_key,
-        book.aggregation,
-        events.id as event_id,
-        events.time as occurred_at,
-        case when book.value_json_path is not null
-            then json_extract_string(events.data, book.value_json_path) end as value_text,
-        case when book.price_by_json_path is not null
-            then json_extract_string(events.data, book.price_by_json_path) end as group_value
-    from events
-    inner join book
-        on events.subject = book.customer_id
-        and events.type = book.event_type
-        and events.time >= book.active_start_at
-        and events.time < book.active_end_at
-    where len(list_filter(
-        book.meter_filters,
-        lambda f: json_extract_string(events.data, f.property_json_path)
-            is distinct from f.value_text
-    )) = 0
-
-),
-
-from_events as (
-
-    select
-        subscription_period_id,
-        charge_key,
-        group_value,
-        case min(aggregation)
-            when 'count' then cast(count(*) as {QUANTITY})
-            when 'sum' then coalesce(sum(try_cast(value_text as {QUANTITY})), 0)
-            when 'max' then coalesce(max(try_cast(value_text as {QUANTITY})), 0)
-            when 'unique_count' then cast(count(distinct value_text) as {QUANTITY})
-            when 'latest' then coalesce(
-                arg_max(try_cast(value_text as {QUANTITY}), (occurred_at, event_id))
-                    filter (where try_cast(value_text as {QUANTITY}) is not null),
-                0)
-        end as quantity
-    from matched
-    group by all
-
-),
-
-lines as (
-
-    select lines.subscription_period_id, lines.charge_key, lines.group_value, lines.quantity
-    from intermediate.int_usage_lines_rated as lines
-    semi join book
-        on lines.subscription_period_id = book.subscription_period_id
-        and lines.charge_key = book.charge_key
-
-)
-
-select
-    coalesce(lines.subscription_period_id, from_events.subscription_period_id)
-        as subscription_period_id,
-    coalesce(lines.charge_key, from_events.charge_key) as charge_key,
-    coalesce(lines.group_value, from_events.group_value) as group_value,
-    lines.quantity as line_quantity,
-    coalesce(from_events.quantity, 0) as event_quantity
-from lines
-full outer join from_events
-    on lines.subscription_period_id = from_events.subscription_period_id
-    and lines.charge_key = from_events.charge_key
-    and lines.group_value is not distinct from from_events.group_value
-where coalesce(lines.quantity, 0) <> coalesce(from_events.quantity, 0)
-order by 1, 2, 3
-"""
-
-
-def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
-    def describe(row: Mapping[str, Any]) -> str:
-        group = f"/{row['group_value']}" if row["group_value"] is not None else ""
-        line = (
-            "no line"
-            if row["line_quantity"] is None
-            else f"line quantity {plain(row['line_quantity'])}"
-        )
-        return (
-            f"{row['subscription_period_id']} {row['charge_key']}{group}: {line}, "
-            f"deduplicated events {plain(row['event_quantity'])}"
-        )
-
-    scope = MeteringScope.of(con)
-    return _sampled(
-        "usage_lines__quantity_equals_deduplicated_events",
-        con,
-        QUANTITY_SQL.replace("{since}", scope.since_literal).replace("{book}", scope.book_sql),
-        describe,
-    )
-
-
-# --- no event billed twice -------------------------------------------------------------------
-
-BILLED_TWICE_SQL = """
-with
-
-scoped as (
-
-    select * from intermediate.int_usage_events_metered
-    where occurred_at >= {since} or metered_seq = {latest}
-
-)
-
-select
-    usage_event_id,
-    customer_id,
-    string_split(subscription_period_id, '#')[-1] as subscription_index,
-    charge_key,
-    count(*) as times,
-    string_agg(invoice_id, ', ' order by invoice_id) as invoices
-from scoped
-group by usage_event_id, customer_id, string_split(subscription_period_id, '#')[-1], charge_key
-having count(*) > 1
-order by customer_id, usage_event_id, charge_key
-"""
-
-
-def no_event_billed_twice(con: duckdb.DuckDBPyConnection) -> Finding:
-    def describe(row: Mapping[str, Any]) -> str:
-        return (
-            f"event {row['usage_event_id']} counted {row['times']}x for {row['customer_id']} "
-            f"subscription {row['subscription_index']} {row['charge_key']} ({row['invoices']})"
-        )
-
-    scope = MeteringScope.of(con)
-    return _sampled(
-        "meter_readings__no_event_billed_twice",
-        con,
-        BILLED_TWICE_SQL.replace("{since}", scope.since_literal).replace(
-            "{latest}", str(scope.latest_build)
-        ),
-        describe,
-    )
 
 
 BILLED_ONCE_SQL = """
@@ -355,7 +131,9 @@ def usage_billed_exactly_once(con: duckdb.DuckDBPyConnection) -> Finding:
             f"usage {plain(row['usage_quantity'])}"
         )
 
-    return _sampled("invoice_lines__usage_billed_exactly_once", con, BILLED_ONCE_SQL, describe)
+    return sampled_finding(
+        "invoice_lines__usage_billed_exactly_once", con, BILLED_ONCE_SQL, describe
+    )
 
 
 # --- every active subscription has an invoice ------------------------------------------------
@@ -433,7 +211,9 @@ def every_active_subscription_invoiced(con: duckdb.DuckDBPyConnection) -> Findin
             f"(invoices: {row['invoices'] or 'none'})"
         )
 
-    return _sampled("invoices__every_active_subscription_invoiced", con, COVERAGE_SQL, describe)
+    return sampled_finding(
+        "invoices__every_active_subscription_invoiced", con, COVERAGE_SQL, describe
+    )
 
 
 # --- invoice arithmetic ----------------------------------------------------------------------
@@ -463,7 +243,7 @@ def lines_add_up_to_subtotal(con: duckdb.DuckDBPyConnection) -> Finding:
             f"{_who(row)}: lines {_money(row, 'lines_amount')}, subtotal {_money(row, 'subtotal')}"
         )
 
-    return _sampled("invoice_lines__add_up_to_subtotal", con, SUBTOTAL_SQL, describe)
+    return sampled_finding("invoice_lines__add_up_to_subtotal", con, SUBTOTAL_SQL, describe)
 
 
 TOTALS_SQL = """
@@ -496,7 +276,7 @@ def totals_add_up(con: duckdb.DuckDBPyConnection) -> Finding:
             f"total {_money(row, 'total')}"
         )
 
-    return _sampled("invoices__totals_add_up", con, TOTALS_SQL, describe)
+    return sampled_finding("invoices__totals_add_up", con, TOTALS_SQL, describe)
 
 
 NEGATIVE_TOTAL_SQL = """
@@ -518,7 +298,7 @@ def no_negative_total(con: duckdb.DuckDBPyConnection) -> Finding:
     def describe(row: Mapping[str, Any]) -> str:
         return f"{_who(row)}: total {_money(row, 'total')} {row['currency']}"
 
-    return _sampled("invoices__no_negative_total", con, NEGATIVE_TOTAL_SQL, describe)
+    return sampled_finding("invoices__no_negative_total", con, NEGATIVE_TOTAL_SQL, describe)
 
 
 # --- finalized invoices never change ---------------------------------------------------------
@@ -600,7 +380,7 @@ def late_usage_pending(con: duckdb.DuckDBPyConnection) -> Finding:
             f"waits for an invoice"
         )
 
-    return _sampled("late_usage_pending__has_invoice_to_land_on", con, PENDING_SQL, describe)
+    return sampled_finding("late_usage_pending__has_invoice_to_land_on", con, PENDING_SQL, describe)
 
 
 INVARIANTS: tuple[Invariant, ...] = (

@@ -112,23 +112,30 @@ def mark_validated(
     ensure_quality_schema(con)
     con.execute("begin transaction")
     try:
-        if scope.load_ids:
-            con.execute(
-                """
-                insert or ignore into quality.validated_loads
-                select ?, unnest(cast(? as bigint[])), cast(? as timestamptz), ?
-                """,
-                [scope.check_name, list(scope.load_ids), now, run_id],
-            )
-        if scope.replays_through is not None:
-            con.execute(
-                "insert or replace into quality.replay_watermarks values (?, ?)",
-                [scope.check_name, scope.replays_through],
-            )
+        record_validated(con, scope, run_id=run_id, now=now)
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
+
+
+def record_validated(
+    con: duckdb.DuckDBPyConnection, scope: EventScope, *, run_id: str | None, now: datetime
+) -> None:
+    """`mark_validated` inside the caller's transaction (with the check's own state)."""
+    if scope.load_ids:
+        con.execute(
+            """
+            insert or ignore into quality.validated_loads
+            select ?, unnest(cast(? as bigint[])), cast(? as timestamptz), ?
+            """,
+            [scope.check_name, list(scope.load_ids), now, run_id],
+        )
+    if scope.replays_through is not None:
+        con.execute(
+            "insert or replace into quality.replay_watermarks values (?, ?)",
+            [scope.check_name, scope.replays_through],
+        )
 
 
 def has_raw_tables(con: duckdb.DuckDBPyConnection) -> bool:

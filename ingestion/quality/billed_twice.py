@@ -1,0 +1,146 @@
+"""No event billed twice: one metered row per (event, customer, subscription, charge).
+
+Every metered row carries the build that wrote it (`metered_seq`), and a build only adds
+rows or drops whole (period, charge) keys, so a double count can only involve a row of a
+build the check has not seen yet. The check keeps a fingerprint per build (row count and a
+sum of row hashes) of what it last passed, in `quality.checked_metered_builds`, and reads:
+
+- the builds whose fingerprint is new or differs (rows written, dropped, or changed by
+  anything but a build: a hand insert under an old build number changes its count);
+- for those rows' events, every metered row of the same event (a literal time bound on the
+  event time, which every row of one event shares), grouped to find doubles.
+
+The fingerprints are one pass over three columns of the metered table; the grouping reads
+the new rows' time span only. State advances only on a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import duckdb
+
+from ingestion.quality.findings import Finding, sampled_finding
+from ingestion.quality.scope import ensure_quality_schema
+
+CHECK_NAME = "meter_readings__no_event_billed_twice"
+
+STATE_DDL = """
+create table if not exists quality.checked_metered_builds (
+    metered_seq bigint not null,
+    row_count bigint not null,
+    row_hash_sum hugeint not null
+)
+"""
+
+FINGERPRINT_SQL = """
+create or replace temp table metered_builds as
+select
+    coalesce(metered_seq, -1) as metered_seq,
+    count(*) as row_count,
+    sum(hash(usage_event_id, subscription_period_id, charge_key)) as row_hash_sum
+from intermediate.int_usage_events_metered
+group by all
+"""
+
+UNSEEN_SQL = """
+select metered_seq from metered_builds
+except
+select metered_seq from (
+    select * from metered_builds
+    intersect
+    select * from quality.checked_metered_builds
+)
+order by 1
+"""
+
+DOUBLES_SQL = """
+with
+
+unseen as (
+
+    select usage_event_id, occurred_at
+    from intermediate.int_usage_events_metered
+    where {unseen}
+
+),
+
+scoped as (
+
+    select metered.*
+    from intermediate.int_usage_events_metered as metered
+    semi join unseen on unseen.usage_event_id = metered.usage_event_id
+    where metered.occurred_at >= {since} and metered.occurred_at <= {until}
+
+)
+
+select
+    usage_event_id,
+    customer_id,
+    string_split(subscription_period_id, '#')[-1] as subscription_index,
+    charge_key,
+    count(*) as times,
+    string_agg(invoice_id, ', ' order by invoice_id) as invoices
+from scoped
+group by usage_event_id, customer_id, string_split(subscription_period_id, '#')[-1], charge_key
+having count(*) > 1
+order by customer_id, usage_event_id, charge_key
+"""
+
+
+def _unseen_predicate(seqs: list[int]) -> str:
+    """Rows of these builds; literals, so DuckDB skips the row groups of other builds."""
+    known = [seq for seq in seqs if seq >= 0]
+    clauses = [f"metered_seq in ({', '.join(map(str, known))})"] if known else []
+    if -1 in seqs:
+        clauses.append("metered_seq is null")  # rows from before builds were numbered
+    return "(" + " or ".join(clauses) + ")"
+
+
+def _describe(row: Mapping[str, Any]) -> str:
+    return (
+        f"event {row['usage_event_id']} counted {row['times']}x for {row['customer_id']} "
+        f"subscription {row['subscription_index']} {row['charge_key']} ({row['invoices']})"
+    )
+
+
+def no_event_billed_twice(con: duckdb.DuckDBPyConnection) -> Finding:
+    """Group the rows of unseen builds' events; remember the builds on a pass."""
+    ensure_quality_schema(con)
+    con.execute(STATE_DDL)
+    con.execute(FINGERPRINT_SQL)
+    try:
+        seqs = [int(row[0]) for row in con.execute(UNSEEN_SQL).fetchall()]
+        if not seqs:
+            finding = Finding.ok(CHECK_NAME, builds_checked=0, rows_checked=0)
+        else:
+            unseen = _unseen_predicate(seqs)
+            since, until, rows = con.execute(
+                "select min(occurred_at), max(occurred_at), count(*) "
+                f"from intermediate.int_usage_events_metered where {unseen}"
+            ).fetchone()  # type: ignore[misc]
+            sql = DOUBLES_SQL.format(
+                unseen=unseen,
+                since=f"cast('{since.isoformat()}' as timestamptz)" if since else "null",
+                until=f"cast('{until.isoformat()}' as timestamptz)" if until else "null",
+            )
+            finding = sampled_finding(
+                CHECK_NAME, con, sql, _describe, builds_checked=len(seqs), rows_checked=int(rows)
+            )
+        if finding.passed:
+            _remember(con)
+        return finding
+    finally:
+        con.execute("drop table if exists metered_builds")
+
+
+def _remember(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("begin transaction")
+    try:
+        con.execute("delete from quality.checked_metered_builds")
+        con.execute("insert into quality.checked_metered_builds select * from metered_builds")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise

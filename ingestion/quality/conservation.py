@@ -1,0 +1,308 @@
+"""Conservation: every usage line's quantity equals its meter recomputed from the raw events.
+
+The recomputation is independent of the dbt models (it meters `raw.usage_events` against
+the price book itself), and it is incremental without trusting their incremental state:
+the check keeps what it last proved, in the `quality` schema, and recomputes only what can
+have changed since:
+
+    quality.conserved_quantities  per (period, charge, price value): the quantity recomputed
+                                  from the events when the check last passed
+    quality.conserved_book        the price book rows (a hash each) it was computed against
+    quality.validated_loads /     the loads and quarantine replays it has read (shared
+    quality.replay_watermarks     bookkeeping with the event suites: `scope.py`)
+
+A run recomputes the (period, charge) keys whose book row appeared, changed or disappeared
+since the last pass, and the keys any event of an unread load or replay matches, each over
+all the events of its periods (a literal time bound, so DuckDB skips other months). Every
+other key is compared with its proven quantity. All lines are compared, so a line changed
+without a new event (a bug in rating, a hand edit) is still caught. State advances only on
+a pass: after a failure the next run recomputes the same keys. With no state (a new home,
+`quality` dropped) everything is recomputed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from ingestion.quality.findings import Finding, plain, sampled_finding
+from ingestion.quality.scope import (
+    EventScope,
+    ensure_quality_schema,
+    pending_events,
+    record_validated,
+)
+
+CHECK_NAME = "usage_lines__quantity_equals_deduplicated_events"
+QUANTITY = "decimal(38, 12)"
+
+STATE_DDL = (
+    """
+    create table if not exists quality.conserved_book (
+        subscription_period_id varchar not null,
+        charge_key varchar not null,
+        book_row_hash varchar not null
+    )
+    """,
+    f"""
+    create table if not exists quality.conserved_quantities (
+        subscription_period_id varchar not null,
+        charge_key varchar not null,
+        group_value varchar,
+        quantity {QUANTITY} not null
+    )
+    """,
+)
+
+# What metering reads of a book row (not is_frozen: finalizing a period changes no quantity).
+BOOK_SQL = """
+create or replace temp table conservation_book as
+select *, md5(cast(to_json(book) as varchar)) as book_row_hash
+from (
+    select subscription_period_id, charge_key, customer_id, event_type, aggregation,
+        value_json_path, price_by_json_path, meter_filters, active_start_at, active_end_at
+    from intermediate.int_price_book_charges
+) as book
+"""
+
+MATCH_SQL = """
+    from {events} as events
+    inner join {book} as book
+        on events.subject = book.customer_id
+        and events.type = book.event_type
+        and events.time >= book.active_start_at
+        and events.time < book.active_end_at
+    where len(list_filter(
+        book.meter_filters,
+        lambda f: json_extract_string(events.data, f.property_json_path)
+            is distinct from f.value_text
+    )) = 0
+"""
+
+RECHECK_SQL = """
+create or replace temp table conservation_recheck as
+select subscription_period_id, charge_key from (
+    select subscription_period_id, charge_key, book_row_hash from quality.conserved_book
+    except
+    select subscription_period_id, charge_key, book_row_hash from conservation_book
+)
+union
+select subscription_period_id, charge_key from (
+    select subscription_period_id, charge_key, book_row_hash from conservation_book
+    except
+    select subscription_period_id, charge_key, book_row_hash from quality.conserved_book
+)
+union
+select distinct book.subscription_period_id, book.charge_key
+{match}
+"""
+
+RECOMPUTE_SQL = f"""
+create or replace temp table conservation_recomputed as
+with
+
+events as (
+
+    select source, id, type, subject, time, data
+    from raw.usage_events
+    where time >= {{since}} and time < {{until}}
+    qualify row_number() over (partition by source, id order by load_id, row_number) = 1
+
+),
+
+book as (
+
+    select book.*
+    from conservation_book as book
+    semi join conservation_recheck as recheck
+        on recheck.subscription_period_id = book.subscription_period_id
+        and recheck.charge_key = book.charge_key
+
+),
+
+matched as (
+
+    select
+        book.subscription_period_id,
+        book.charge_key,
+        book.aggregation,
+        events.id as event_id,
+        events.time as occurred_at,
+        case when book.value_json_path is not null
+            then json_extract_string(events.data, book.value_json_path) end as value_text,
+        case when book.price_by_json_path is not null
+            then json_extract_string(events.data, book.price_by_json_path) end as group_value
+    {{match}}
+
+)
+
+select
+    subscription_period_id,
+    charge_key,
+    group_value,
+    case min(aggregation)
+        when 'count' then cast(count(*) as {QUANTITY})
+        when 'sum' then coalesce(sum(try_cast(value_text as {QUANTITY})), 0)
+        when 'max' then coalesce(max(try_cast(value_text as {QUANTITY})), 0)
+        when 'unique_count' then cast(count(distinct value_text) as {QUANTITY})
+        when 'latest' then coalesce(
+            arg_max(try_cast(value_text as {QUANTITY}), (occurred_at, event_id))
+                filter (where try_cast(value_text as {QUANTITY}) is not null),
+            0)
+    end as quantity
+from matched
+group by all
+"""
+
+EXPECTED_SQL = """
+select subscription_period_id, charge_key, group_value, quantity
+from conservation_recomputed
+union all
+select proven.subscription_period_id, proven.charge_key, proven.group_value, proven.quantity
+from quality.conserved_quantities as proven
+anti join conservation_recheck as recheck
+    on recheck.subscription_period_id = proven.subscription_period_id
+    and recheck.charge_key = proven.charge_key
+"""
+
+COMPARE_SQL = f"""
+with
+
+expected as (
+
+    {EXPECTED_SQL}
+
+),
+
+lines as (
+
+    select subscription_period_id, charge_key, group_value, quantity
+    from intermediate.int_usage_lines_rated
+
+)
+
+select
+    coalesce(lines.subscription_period_id, expected.subscription_period_id)
+        as subscription_period_id,
+    coalesce(lines.charge_key, expected.charge_key) as charge_key,
+    coalesce(lines.group_value, expected.group_value) as group_value,
+    lines.quantity as line_quantity,
+    coalesce(expected.quantity, 0) as event_quantity
+from lines
+full outer join expected
+    on lines.subscription_period_id = expected.subscription_period_id
+    and lines.charge_key = expected.charge_key
+    and lines.group_value is not distinct from expected.group_value
+where coalesce(lines.quantity, 0) <> coalesce(expected.quantity, 0)
+order by 1, 2, 3
+"""
+
+
+def _literal(moment: datetime | None, default: str) -> str:
+    if moment is None:
+        return f"cast('{default}' as timestamptz)"
+    return f"cast('{moment.isoformat()}' as timestamptz)"
+
+
+def _unread_events(scope: EventScope) -> str:
+    """SQL of the raw events in loads or replays the check has not read. Load ids are
+    literals, so DuckDB skips the row groups of older loads."""
+    parts = []
+    if scope.load_ids:
+        ids = ", ".join(str(int(i)) for i in scope.load_ids)
+        parts.append(
+            f"select * from raw.usage_events where load_id between {min(scope.load_ids)} "
+            f"and {max(scope.load_ids)} and load_id in ({ids})"
+        )
+    if scope.replays_through is not None:
+        parts.append(
+            f"""
+            select events.* from raw.usage_events as events
+            semi join raw.quarantine as replayed
+                on replayed.load_id = events.load_id
+                and replayed.row_number = events.row_number
+            where replayed.reason = 'unknown_customer'
+                and replayed.resolved_at > {_literal(scope.replays_after, "-infinity")}
+                and replayed.resolved_at <= {_literal(scope.replays_through, "infinity")}
+            """
+        )
+    if not parts:
+        return "(select * from raw.usage_events where false)"
+    return "(" + " union all ".join(parts) + ")"
+
+
+def _describe(row: Mapping[str, Any]) -> str:
+    group = f"/{row['group_value']}" if row["group_value"] is not None else ""
+    line = (
+        "no line"
+        if row["line_quantity"] is None
+        else f"line quantity {plain(row['line_quantity'])}"
+    )
+    return (
+        f"{row['subscription_period_id']} {row['charge_key']}{group}: {line}, "
+        f"deduplicated events {plain(row['event_quantity'])}"
+    )
+
+
+def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
+    """Compare every usage line with its events; remember what passed (module docstring)."""
+    ensure_quality_schema(con)
+    for statement in STATE_DDL:
+        con.execute(statement)
+    scope = pending_events(con, CHECK_NAME)
+    con.execute(BOOK_SQL)
+    con.execute(
+        RECHECK_SQL.format(
+            match=MATCH_SQL.format(events=_unread_events(scope), book="conservation_book")
+        )
+    )
+    since, until = con.execute(
+        """
+        select min(book.active_start_at), max(book.active_end_at)
+        from conservation_book as book
+        semi join conservation_recheck as recheck
+            on recheck.subscription_period_id = book.subscription_period_id
+            and recheck.charge_key = book.charge_key
+        """
+    ).fetchone()  # type: ignore[misc]
+    con.execute(
+        RECOMPUTE_SQL.replace("{since}", _literal(since, "infinity"))
+        .replace("{until}", _literal(until, "-infinity"))
+        .replace("{match}", MATCH_SQL.format(events="events", book="book"))
+    )
+    keys = con.execute("select count(*) from conservation_recheck").fetchone()[0]  # type: ignore[index]
+    finding = sampled_finding(CHECK_NAME, con, COMPARE_SQL, _describe, keys_recomputed=int(keys))
+    if finding.passed:
+        _remember(con, scope)
+    return finding
+
+
+def _remember(con: duckdb.DuckDBPyConnection, scope: EventScope) -> None:
+    """A pass: the recomputed keys' quantities, the book and the loads read become proven."""
+    con.execute("begin transaction")
+    try:
+        con.execute(
+            """
+            delete from quality.conserved_quantities as proven
+            where exists (
+                select 1 from conservation_recheck as recheck
+                where recheck.subscription_period_id = proven.subscription_period_id
+                    and recheck.charge_key = proven.charge_key)
+            """
+        )
+        con.execute(
+            "insert into quality.conserved_quantities select * from conservation_recomputed"
+        )
+        con.execute("delete from quality.conserved_book")
+        con.execute(
+            "insert into quality.conserved_book "
+            "select subscription_period_id, charge_key, book_row_hash from conservation_book"
+        )
+        record_validated(con, scope, run_id=None, now=datetime.now(UTC))
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise

@@ -1,0 +1,82 @@
+"""The two event-grain invariants read only what changed since they last passed, and still
+catch what changed: a load the metering missed, a book row edited, a row written outside a
+build. Each test works on a copy of a billed warehouse whose run already passed them once.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ingestion.quality.billed_twice import no_event_billed_twice
+from ingestion.quality.conservation import usage_lines_conserve_events
+from tests.quality.conftest import land_raw_event
+
+pytestmark = pytest.mark.slow
+
+ACME_FEB_API = "acme-2026-02-01#0"
+
+
+def test_conservation_recomputes_nothing_when_nothing_changed(warehouse):
+    finding = usage_lines_conserve_events(warehouse)
+    assert finding.passed, finding.found
+    assert finding.stats["keys_recomputed"] == 0
+
+
+def test_conservation_recomputes_everything_without_its_state(warehouse):
+    warehouse.execute("drop schema quality cascade")
+    book_rows = warehouse.execute(
+        "select count(*) from intermediate.int_price_book_charges"
+    ).fetchone()[0]
+    finding = usage_lines_conserve_events(warehouse)
+    assert finding.passed, finding.found
+    assert finding.stats["keys_recomputed"] == book_rows > 0
+    assert usage_lines_conserve_events(warehouse).stats["keys_recomputed"] == 0
+
+
+def test_conservation_catches_a_load_the_metering_missed_until_it_is_metered(warehouse):
+    land_raw_event(warehouse, "missed-1")  # acme api.request in February, never metered
+    first = usage_lines_conserve_events(warehouse)
+    assert first.found == f"{ACME_FEB_API} api_calls: line quantity 1, deduplicated events 2"
+    # a failure proves nothing: the next run recomputes the same key and fails again
+    second = usage_lines_conserve_events(warehouse)
+    assert second.found == first.found
+    assert second.stats["keys_recomputed"] == first.stats["keys_recomputed"] > 0
+
+
+def test_conservation_recomputes_a_key_whose_book_row_changed(warehouse):
+    warehouse.execute(
+        "update intermediate.int_price_book_charges set active_end_at = active_start_at "
+        f"where subscription_period_id = '{ACME_FEB_API}' and charge_key = 'api_calls'"
+    )
+    finding = usage_lines_conserve_events(warehouse)
+    assert finding.found == f"{ACME_FEB_API} api_calls: line quantity 1, deduplicated events 0"
+    assert finding.stats["keys_recomputed"] == 1
+
+
+def test_billed_twice_reads_no_build_when_nothing_changed(warehouse):
+    finding = no_event_billed_twice(warehouse)
+    assert finding.passed, finding.found
+    assert finding.stats == {"builds_checked": 0, "rows_checked": 0}
+
+
+def test_billed_twice_catches_a_double_written_by_a_new_build_until_it_is_gone(warehouse):
+    warehouse.execute(
+        """insert into intermediate.int_usage_events_metered
+           select * replace (
+               'acme-2026-02-01#0' as subscription_period_id,
+               'acme-2026-02-01' as invoice_id,
+               metered_seq + 1 as metered_seq)
+           from intermediate.int_usage_events_metered
+           where usage_event_id = '["api-gw","a7"]' and charge_key = 'api_calls'"""
+    )
+    expected = (
+        'event ["api-gw","a7"] counted 2x for acme subscription 0 api_calls '
+        "(acme-2026-01-01, acme-2026-02-01)"
+    )
+    assert no_event_billed_twice(warehouse).found == expected
+    assert no_event_billed_twice(warehouse).found == expected  # still unproven: read again
+    warehouse.execute(
+        "delete from intermediate.int_usage_events_metered "
+        "where usage_event_id = '[\"api-gw\",\"a7\"]' and invoice_id = 'acme-2026-02-01'"
+    )
+    assert no_event_billed_twice(warehouse).passed
