@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from ingestion.quality import (
@@ -125,30 +126,23 @@ def test_invoices_suite_catches_a_premature_finalization(warehouse, tmp_path: Pa
     )
 
 
-def test_each_suite_catches_a_defect_the_dbt_tests_miss(warehouse, tmp_path: Path):
-    land_raw_event(warehouse, "evil-1", data={"card": "4111111111111111"})
-    land_raw_event(warehouse, "feb-9")
-    shift_staged_times(warehouse)
-    meter_into_wrong_period(warehouse, "feb-9")
-    misround_usage_line(warehouse)
-    finalize_prematurely(warehouse)
-    path = warehouse.execute(
+def warehouse_path(con) -> str:
+    return con.execute(
         "select path from duckdb_databases() where database_name = current_database()"
     ).fetchall()[0][0]
-    failing = {
-        s.check_name
-        for s in (RAW_EVENTS, STAGED_EVENTS, METER_READINGS, RATED_LINES, INVOICES)
-        if not suite_finding(warehouse, s, tmp_path).passed
-    }
-    warehouse.close()
 
+
+def dbt_test(path: str, tmp_path: Path, *select: str) -> subprocess.CompletedProcess:
+    """`dbt test` (no unit tests) on the warehouse at `path`."""
     dbt = Path(sys.executable).parent / "dbt"
-    result = subprocess.run(
+    selection = ["--select", *select] if select else []
+    return subprocess.run(
         [
             str(dbt),
             "test",
             "--exclude-resource-type",
             "unit_test",
+            *selection,
             "--project-dir",
             str(DBT_PROJECT_DIR),
             "--profiles-dir",
@@ -163,12 +157,43 @@ def test_each_suite_catches_a_defect_the_dbt_tests_miss(warehouse, tmp_path: Pat
         timeout=600,
         env={**os.environ, "TALLY_WAREHOUSE": path},
     )
+
+
+def test_each_suite_catches_a_defect_the_dbt_tests_miss(warehouse, tmp_path: Path):
+    land_raw_event(warehouse, "evil-1", data={"card": "4111111111111111"})
+    land_raw_event(warehouse, "feb-9")
+    shift_staged_times(warehouse)
+    meter_into_wrong_period(warehouse, "feb-9")
+    misround_usage_line(warehouse)
+    finalize_prematurely(warehouse)
+    path = warehouse_path(warehouse)
+    failing = {
+        s.check_name
+        for s in (RAW_EVENTS, STAGED_EVENTS, METER_READINGS, RATED_LINES, INVOICES)
+        if not suite_finding(warehouse, s, tmp_path).passed
+    }
+    warehouse.close()
+
+    result = dbt_test(path, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:]  # every dbt test passes on the corruption
     summary = re.search(r"PASS=(\d+) WARN=(\d+) ERROR=(\d+)", result.stdout)
     assert summary and int(summary[1]) > 20 and summary[3] == "0", result.stdout[-3000:]
     assert failing == {
         s.check_name for s in (RAW_EVENTS, STAGED_EVENTS, METER_READINGS, RATED_LINES, INVOICES)
     }
+
+
+def test_a_new_event_that_repeats_an_old_one_fails_the_dbt_build(warehouse, tmp_path: Path):
+    path = warehouse_path(warehouse)
+    land_raw_event(warehouse, "fresh-1")  # a new id in a new load: fine
+    warehouse.close()
+    test = "assert_new_events_unique_over_history"
+    assert dbt_test(path, tmp_path, test).returncode == 0
+    with duckdb.connect(path) as con:  # api-gw/a7 landed in January; again, past ingestion
+        land_raw_event(con, "a7")
+    result = dbt_test(path, tmp_path, test)
+    assert result.returncode == 1
+    assert re.search(rf"Failure in test {test} .*\n.*Got 1 result", result.stdout), result.stdout
 
 
 # --- the reconciliation invariants ----------------------------------------------------------------

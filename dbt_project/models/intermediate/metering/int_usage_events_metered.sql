@@ -22,12 +22,6 @@
 
 with
 
-events as (
-
-    select * from {{ ref('stg_raw__usage_events') }}
-
-),
-
 book as (
 
     select * from {{ ref('int_price_book_charges') }}
@@ -64,8 +58,16 @@ unchanged_book as (
 
 unread_events as (
 
-    select * from events
-    where {{ is_unread_usage_event('events') }}
+    -- each branch reads the staged view itself: a CTE read twice is materialized whole,
+    -- and the load and time bounds would no longer skip row groups
+    select * from {{ ref('stg_raw__usage_events') }} as unread
+    where {{ is_unread_usage_event('unread') }}
+
+),
+
+events_of_changed_book as (
+
+    select * from {{ ref('stg_raw__usage_events') }}
 
 ),
 
@@ -75,11 +77,17 @@ matched as (
 
     union all
 
-    {{ meter_events('events', 'changed_book', book_time_bounds(changed_book_keys())) }}
+    {{ meter_events('events_of_changed_book', 'changed_book', book_time_bounds(changed_book_keys())) }}
 
 ),
 
 {% else %}
+
+events as (
+
+    select * from {{ ref('stg_raw__usage_events') }}
+
+),
 
 matched as (
 
