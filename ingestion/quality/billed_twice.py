@@ -2,16 +2,20 @@
 
 Every metered row carries the build that wrote it (`metered_seq`), and a build only adds
 rows or drops whole (period, charge) keys, so a double count can only involve a row of a
-build the check has not seen yet. The check keeps a fingerprint per build (row count and a
-sum of row hashes) of what it last passed, in `quality.checked_metered_builds`, and reads:
+build the check has not passed yet. The check keeps the row count of each build it last
+passed, in `quality.metered_build_counts`, and reads:
 
-- the builds whose fingerprint is new or differs (rows written, dropped, or changed by
-  anything but a build: a hand insert under an old build number changes its count);
+- the builds whose count is new or differs (rows written, or dropped with their key, or
+  inserted or deleted by anything but a build: a hand insert under an old build number
+  changes its count);
 - for those rows' events, every metered row of the same event (a literal time bound on the
   event time, which every row of one event shares), grouped to find doubles.
 
-The fingerprints are one pass over three columns of the metered table; the grouping reads
-the new rows' time span only. State advances only on a pass.
+The counts are one pass over the build number column (RLE-compressed: 0.13 s at 10M
+events; a sum of row hashes took 3.5 s there and was dropped); the grouping reads the new
+rows' time span only. A row rewritten in place outside any build, with its count unchanged,
+is not read again (its quantity is still compared by the conservation invariant). State
+advances only on a pass.
 """
 
 from __future__ import annotations
@@ -27,10 +31,9 @@ from ingestion.quality.scope import ensure_quality_schema
 CHECK_NAME = "meter_readings__no_event_billed_twice"
 
 STATE_DDL = """
-create table if not exists quality.checked_metered_builds (
+create table if not exists quality.metered_build_counts (
     metered_seq bigint not null,
-    row_count bigint not null,
-    row_hash_sum hugeint not null
+    row_count bigint not null
 )
 """
 
@@ -38,8 +41,7 @@ FINGERPRINT_SQL = """
 create or replace temp table metered_builds as
 select
     coalesce(metered_seq, -1) as metered_seq,
-    count(*) as row_count,
-    sum(hash(usage_event_id, subscription_period_id, charge_key)) as row_hash_sum
+    count(*) as row_count
 from intermediate.int_usage_events_metered
 group by all
 """
@@ -50,7 +52,7 @@ except
 select metered_seq from (
     select * from metered_builds
     intersect
-    select * from quality.checked_metered_builds
+    select * from quality.metered_build_counts
 )
 order by 1
 """
@@ -138,8 +140,8 @@ def no_event_billed_twice(con: duckdb.DuckDBPyConnection) -> Finding:
 def _remember(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("begin transaction")
     try:
-        con.execute("delete from quality.checked_metered_builds")
-        con.execute("insert into quality.checked_metered_builds select * from metered_builds")
+        con.execute("delete from quality.metered_build_counts")
+        con.execute("insert into quality.metered_build_counts select * from metered_builds")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
