@@ -16,8 +16,9 @@ For one size N it measures, one thing at a time (every measurement in its own pr
    time = the ``usage_events`` steps of those runs (from the Dagster event log).
    ``--history one-run`` lands the three files in one run as of the last month's end
    instead (January and February are finalized by it; no late usage lines yet): the close
-   starts from the same events and open period, and the replay takes about half the time
-   (used at 100M, where the monthly replay would take ~2 h).
+   starts from the same events and open period with one run's fixed costs instead of three.
+   Tried at 100M, where ingestion's dedupe against history made it take hours either way
+   (bench/RESULTS.md, "100M was not measured").
 3. the month-end close: ``tally run --as-of <data end + grace + 1 day>`` on that home, no
    new events: wall time of the whole process (Python and Dagster start-up included),
    peak memory of the process tree (RSS summed over the tree, sampled every 0.2 s; also
@@ -1030,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("monthly", "one-run"),
         default="monthly",
         help="land the history month by month (one run each, as in production) or in one run "
-        "(the same home before the close, built in about half the time: used for 100M)",
+        "(the same events and open period before the close, one run's fixed costs)",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
