@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from ingestion.quality.findings import Finding, sampled_finding
-from ingestion.quality.scope import ensure_quality_schema
+from ingestion.quality.scope import ensure_quality_schema, timestamptz_literal
 
 CHECK_NAME = "meter_readings__no_event_billed_twice"
 
@@ -124,8 +124,8 @@ def no_event_billed_twice(con: duckdb.DuckDBPyConnection) -> Finding:
             ).fetchone()  # type: ignore[misc]
             sql = DOUBLES_SQL.format(
                 unseen=unseen,
-                since=f"cast('{since.isoformat()}' as timestamptz)" if since else "null",
-                until=f"cast('{until.isoformat()}' as timestamptz)" if until else "null",
+                since=timestamptz_literal(since, "infinity"),
+                until=timestamptz_literal(until, "-infinity"),
             )
             finding = sampled_finding(
                 CHECK_NAME, con, sql, _describe, builds_checked=len(seqs), rows_checked=int(rows)

@@ -34,6 +34,7 @@ from ingestion.quality.scope import (
     ensure_quality_schema,
     pending_events,
     record_validated,
+    timestamptz_literal,
 )
 
 CHECK_NAME = "usage_lines__quantity_equals_deduplicated_events"
@@ -201,39 +202,6 @@ order by 1, 2, 3
 """
 
 
-def _literal(moment: datetime | None, default: str) -> str:
-    if moment is None:
-        return f"cast('{default}' as timestamptz)"
-    return f"cast('{moment.isoformat()}' as timestamptz)"
-
-
-def _unread_events(scope: EventScope) -> str:
-    """SQL of the raw events in loads or replays the check has not read. Load ids are
-    literals, so DuckDB skips the row groups of older loads."""
-    parts = []
-    if scope.load_ids:
-        ids = ", ".join(str(int(i)) for i in scope.load_ids)
-        parts.append(
-            f"select * from raw.usage_events where load_id between {min(scope.load_ids)} "
-            f"and {max(scope.load_ids)} and load_id in ({ids})"
-        )
-    if scope.replays_through is not None:
-        parts.append(
-            f"""
-            select events.* from raw.usage_events as events
-            semi join raw.quarantine as replayed
-                on replayed.load_id = events.load_id
-                and replayed.row_number = events.row_number
-            where replayed.reason = 'unknown_customer'
-                and replayed.resolved_at > {_literal(scope.replays_after, "-infinity")}
-                and replayed.resolved_at <= {_literal(scope.replays_through, "infinity")}
-            """
-        )
-    if not parts:
-        return "(select * from raw.usage_events where false)"
-    return "(" + " union all ".join(parts) + ")"
-
-
 def _describe(row: Mapping[str, Any]) -> str:
     group = f"/{row['group_value']}" if row["group_value"] is not None else ""
     line = (
@@ -253,31 +221,37 @@ def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
     for statement in STATE_DDL:
         con.execute(statement)
     scope = pending_events(con, CHECK_NAME)
-    con.execute(BOOK_SQL)
-    con.execute(
-        RECHECK_SQL.format(
-            match=MATCH_SQL.format(events=_unread_events(scope), book="conservation_book")
+    try:
+        con.execute(BOOK_SQL)
+        con.execute(
+            RECHECK_SQL.format(
+                match=MATCH_SQL.format(events=scope.rows_sql(), book="conservation_book")
+            )
         )
-    )
-    since, until = con.execute(
-        """
-        select min(book.active_start_at), max(book.active_end_at)
-        from conservation_book as book
-        semi join conservation_recheck as recheck
-            on recheck.subscription_period_id = book.subscription_period_id
-            and recheck.charge_key = book.charge_key
-        """
-    ).fetchone()  # type: ignore[misc]
-    con.execute(
-        RECOMPUTE_SQL.replace("{since}", _literal(since, "infinity"))
-        .replace("{until}", _literal(until, "-infinity"))
-        .replace("{match}", MATCH_SQL.format(events="events", book="book"))
-    )
-    keys = con.execute("select count(*) from conservation_recheck").fetchone()[0]  # type: ignore[index]
-    finding = sampled_finding(CHECK_NAME, con, COMPARE_SQL, _describe, keys_recomputed=int(keys))
-    if finding.passed:
-        _remember(con, scope)
-    return finding
+        since, until = con.execute(
+            """
+            select min(book.active_start_at), max(book.active_end_at)
+            from conservation_book as book
+            semi join conservation_recheck as recheck
+                on recheck.subscription_period_id = book.subscription_period_id
+                and recheck.charge_key = book.charge_key
+            """
+        ).fetchone()  # type: ignore[misc]
+        con.execute(
+            RECOMPUTE_SQL.replace("{since}", timestamptz_literal(since, "infinity"))
+            .replace("{until}", timestamptz_literal(until, "-infinity"))
+            .replace("{match}", MATCH_SQL.format(events="events", book="book"))
+        )
+        keys = con.execute("select count(*) from conservation_recheck").fetchone()[0]  # type: ignore[index]
+        finding = sampled_finding(
+            CHECK_NAME, con, COMPARE_SQL, _describe, keys_recomputed=int(keys)
+        )
+        if finding.passed:
+            _remember(con, scope)
+        return finding
+    finally:
+        for table in ("conservation_book", "conservation_recheck", "conservation_recomputed"):
+            con.execute(f"drop table if exists {table}")
 
 
 def _remember(con: duckdb.DuckDBPyConnection, scope: EventScope) -> None:
