@@ -85,7 +85,7 @@ def _write(con: duckdb.DuckDBPyConnection, origin: Provenance, now: datetime) ->
         f"""
         insert into raw.usage_events
         select s.source, s.id, s.type, s.subject, s.time, s.data, s.payload, s.fp::varchar,
-            {origin.load_id}, {origin.row_number}, {_UTC_DAY.format(time="s.time")}
+            {origin.load_id}, {origin.row_number}, {_UTC_DAY.format(time="s.time")}, s.key_hash
         from _stage s {origin.join}
         where s.reason is null
           and not exists (select 1 from _dedupe d where d.row_number = s.row_number)

@@ -383,6 +383,7 @@ def _stage_sql(fields: str, rules: IngestRules, *, with_fixes: bool) -> str:
             is_object,
             coalesce(source, 'default') as source, id, type, subject, ts as time, data_lp as data,
             hash(payload) as fp,
+            raw.event_key_hash(coalesce(source, 'default'), id) as key_hash,
             case
                 when strlen(payload) > {MAX_EVENT_BYTES} then 'too_large'
                 when not is_object then 'invalid_json'

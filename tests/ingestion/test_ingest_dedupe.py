@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import pytest
 from ingestion import batch as batch_module
 from ingestion.landing import LandingZone
 from ingestion.pipeline import ingest_landed, list_quarantine
+from ingestion.raw_tables import ensure_raw_schema
 from ingestion.rules import IngestRules, ValueMeterRule
 from tests.conftest import SCENARIOS_DIR
 
@@ -252,3 +254,45 @@ def test_the_report_splits_every_outcome_by_utc_event_day(tmp_path: Path) -> Non
     second = ingest_landed(con, zone, rules({"acme", "ghost"}))
     assert second.by_day == {"2026-01-12": {"replayed": 1}}
     assert ingest_landed(con, zone, rules({"acme", "ghost"})).by_day == {}
+
+
+def test_keys_whose_hashes_collide_are_told_apart_by_their_text(tmp_path: Path) -> None:
+    """The history is probed by `key_hash`; a hash match alone must never drop an event."""
+    con, zone = duckdb.connect(), LandingZone(tmp_path / "landing")
+    land(zone, "a.ndjson", line(id="old"))
+    ingest_landed(con, zone, rules())
+    # forge a collision: the stored event now carries the hash of the new key
+    con.execute("update raw.usage_events set key_hash = raw.event_key_hash('default', 'new')")
+    land(zone, "b.ndjson", line(id="new"), line(id="old"))
+    report = ingest_landed(con, zone, rules())
+    assert (report.accepted, report.duplicates, report.conflicts) == (1, 1, 0)
+    assert sorted(accepted_payloads(con)) == [("default", "new"), ("default", "old")]
+
+
+def test_a_warehouse_from_before_the_key_hash_gets_it_and_still_dedupes(tmp_path: Path) -> None:
+    con, zone = duckdb.connect(), LandingZone(tmp_path / "landing")
+    land(zone, "a.ndjson", line(id="e1"), line(id="e2", source="billing"))
+    ingest_landed(con, zone, rules())
+    con.execute("alter table raw.usage_events drop column key_hash")  # the older layout
+    land(zone, "b.ndjson", line(id="e1"), line(id="e2", source="billing", extra=True))
+    report = ingest_landed(con, zone, rules())
+    assert (report.accepted, report.duplicates, report.conflicts) == (0, 1, 1)
+    stored = con.execute(
+        "select source, id, key_hash = raw.event_key_hash(source, id) from raw.usage_events "
+        "order by id"
+    ).fetchall()
+    assert stored == [("default", "e1", True), ("billing", "e2", True)]
+    nullable = con.execute(
+        "select is_nullable from duckdb_columns() where table_name = 'usage_events' "
+        "and column_name = 'key_hash'"
+    ).fetchall()
+    assert nullable == [(False,)]
+
+
+def test_the_key_hash_is_md5_based_so_it_survives_duckdb_upgrades() -> None:
+    """Stored hashes must match hashes computed by any later version."""
+    con = duckdb.connect()
+    ensure_raw_schema(con)
+    # bytes 8-15 of MD5("default" NUL "e1") as a little-endian integer, computed by hashlib
+    expected = int.from_bytes(hashlib.md5(b"default\x00e1").digest()[8:], "little")
+    assert con.execute("select raw.event_key_hash('default', 'e1')").fetchall() == [(expected,)]

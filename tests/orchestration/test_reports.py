@@ -20,8 +20,9 @@ def _event(con, source, id_, type_, subject, time, load_id):
     con.execute(
         """insert into raw.usage_events values
            (?, ?, ?, ?, cast(? as timestamptz), null, '{}', 'fp', ?, 1,
-           cast(cast(? as timestamptz) at time zone 'UTC' as date))""",
-        [source, id_, type_, subject, time, load_id, time],
+           cast(cast(? as timestamptz) at time zone 'UTC' as date),
+           raw.event_key_hash(?, ?))""",
+        [source, id_, type_, subject, time, load_id, time, source, id_],
     )
 
 

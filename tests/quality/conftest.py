@@ -107,7 +107,8 @@ def land_raw_event(
     con.execute(
         """insert into raw.usage_events values (
             ?, ?, ?, ?, cast(? as timestamptz), ?, ?, '0', ?, 1,
-            cast(timezone('UTC', cast(? as timestamptz)) as date))""",
+            cast(timezone('UTC', cast(? as timestamptz)) as date),
+            raw.event_key_hash(?, ?))""",
         [
             source,
             event_id,
@@ -118,6 +119,8 @@ def land_raw_event(
             json.dumps(payload),
             load_id,
             time,
+            source,
+            event_id,
         ],
     )
     return load_id

@@ -196,6 +196,21 @@ def test_a_new_event_that_repeats_an_old_one_fails_the_dbt_build(warehouse, tmp_
     assert re.search(rf"Failure in test {test} .*\n.*Got 1 result", result.stdout), result.stdout
 
 
+def test_a_new_event_stored_with_a_wrong_key_hash_fails_the_dbt_build(warehouse, tmp_path: Path):
+    """Dedupe finds repeats through `key_hash`: a wrong one would hide the key's repeats."""
+    path = warehouse_path(warehouse)
+    land_raw_event(warehouse, "fresh-1")
+    warehouse.close()
+    test = "assert_new_event_key_hashes_match_their_keys"
+    assert dbt_test(path, tmp_path, test).returncode == 0
+    with duckdb.connect(path) as con:
+        land_raw_event(con, "fresh-2")
+        con.execute("update raw.usage_events set key_hash = key_hash // 2 where id = 'fresh-2'")
+    result = dbt_test(path, tmp_path, test)
+    assert result.returncode == 1
+    assert re.search(rf"Failure in test {test} .*\n.*Got 1 result", result.stdout), result.stdout
+
+
 # --- the reconciliation invariants ----------------------------------------------------------------
 
 

@@ -93,8 +93,9 @@ def add_load(
         con.execute(
             """insert into raw.usage_events values
                    ('src', ?, 'api.request', ?, cast(? as timestamptz), ?,
-                   '{}', '1', ?, ?, cast(timezone('UTC', cast(? as timestamptz)) as date))""",
-            [event_id, subject, time, data, load_id, number, time],
+                   '{}', '1', ?, ?, cast(timezone('UTC', cast(? as timestamptz)) as date),
+                   raw.event_key_hash('src', ?))""",
+            [event_id, subject, time, data, load_id, number, time, event_id],
         )
 
 
@@ -121,7 +122,8 @@ def test_replayed_events_are_validated_by_replay_time(raw_con):
     )
     raw_con.execute(
         """insert into raw.usage_events values ('src', 'e2', 'api.request', 'acme',
-               timestamptz '2026-01-06 00:00:00+00', null, '{}', '1', 1, 2, date '2026-01-06')"""
+               timestamptz '2026-01-06 00:00:00+00', null, '{}', '1', 1, 2, date '2026-01-06',
+               raw.event_key_hash('src', 'e2'))"""
     )
     scope = pending_events(raw_con, "c")
     assert scope.load_ids == () and not scope.is_empty
