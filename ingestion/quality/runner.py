@@ -5,7 +5,16 @@ context, one pandas datasource, one validation definition per suite. It is impor
 calling thread: a background import raced Dagster's own lazy imports (a partially
 initialized `sqlalchemy.orm` in the run), so the import is never overlapped. A suite's rows
 are streamed from DuckDB in Arrow batches of `batch_rows`, so memory does not grow with the
-history; each batch is one GX validation. Results are kept under the home:
+history. GX validates each batch as a frame of the rules' columns only: its cost per row
+grows with the frame's width (it hashes the whole frame, and filters it for each rule),
+and text columns cost most.
+
+Batches after the first are validated for a verdict only (GX's `BOOLEAN_ONLY`, about half
+the cost of `SUMMARY`, which the first batch gets for the data docs); a failing batch is
+validated again with `SUMMARY`, sorted in the suite's `order`, for its counts and first
+failing rows. A finding quotes those rows' columns from the Arrow batch, and the columns no
+rule reads (an event's source, id, subject) from `Suite.display_sql`, for them only.
+Results are kept under the home:
 
     <quality_dir>/validations/<run_id>/<suite>.json   every run (first and failed batches)
     <quality_dir>/data_docs/index.html                GX data docs, rendered when a suite fails
@@ -34,9 +43,11 @@ from ingestion.quality.findings import SAMPLE_ROWS, Finding, money_text, one_lin
 from ingestion.quality.scope import EventScope, mark_validated, pending_events
 from ingestion.quality.suites import ALL_SUITES, MONEY_COLUMNS, Rule, Suite
 
-# GX's cost is mostly per validation: 250k rows a batch took ~30 % less CPU than 50k on the
-# 1M-event demo (bench/RESULTS.md), and a batch frame stays in the low hundreds of MB.
-DEFAULT_BATCH_ROWS = 250_000
+# GX costs 0.02-0.15 s per validation besides its cost per row (~0.3 µs): 500k rows a batch
+# amortize it (bench/time_suites.py), and a frame of numbers and booleans stays in the tens
+# of MB.
+DEFAULT_BATCH_ROWS = 500_000
+_ROW = "_row"  # a frame's row position in its Arrow batch: how GX names failing rows
 _MONEY_DISPLAY = frozenset(MONEY_COLUMNS) | {"amount"}
 _NUMERIC_DISPLAY = frozenset({"quantity", "amount_exact"})
 
@@ -99,7 +110,7 @@ def _expectation(rule: Rule, index: int):
         return gxe.ExpectColumnValuesToBeNull(column=column, meta=meta)
     if rule.kind == "length_between":
         return gxe.ExpectColumnValueLengthsToBeBetween(column=column, meta=meta, **args)
-    if rule.kind == "at_most":
+    if rule.kind in ("at_most", "between"):
         return gxe.ExpectColumnValuesToBeBetween(column=column, meta=meta, **args)
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
@@ -108,7 +119,11 @@ def _expectation(rule: Rule, index: int):
 class _RuleFailures:
     rule: Rule
     count: int = 0
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[tuple[tuple, dict[str, Any]]] = field(default_factory=list)  # (order, row)
+
+    def add(self, rows: list[tuple[tuple, dict[str, Any]]]) -> None:
+        """Keep the first SAMPLE_ROWS failing rows in sample order, over the batches."""
+        self.rows = sorted(self.rows + rows, key=lambda entry: entry[0])[:SAMPLE_ROWS]
 
 
 class SuiteRunner:
@@ -209,28 +224,36 @@ class SuiteRunner:
         with con.cursor() as reading:  # its own handle: the stream stays open while we validate
             reading.execute("set TimeZone = 'UTC'")
             reader = reading.sql(sql, params=list(params)).to_arrow_reader(self.batch_rows)
-            for record_batch in reader:  # streamed: DuckDB never materializes the whole result
-                if record_batch.num_rows == 0:
-                    continue
-                frame = record_batch.to_pandas()
-                if suite.prepare is not None:
-                    frame = suite.prepare(frame)
-                frame = frame.reset_index(drop=True)
-                frame["_row"] = range(len(frame))
-                result = self._run(setup, validation, frame, keep=batches == 0)
+            # streamed: DuckDB never materializes the whole result
+            for batch in _batches(reader, self.batch_rows):
+                derived = dict(suite.prepare(batch)) if suite.prepare is not None else {}
+                frame = _frame(suite, batch, derived)
+                first = batches == 0
+                result, stored = self._run(setup, validation, frame, summary=first)
+                if not result.success and (not first or suite.order):
+                    # again, for the counts and the first failing rows in sample order
+                    self._discard(setup, stored)
+                    if suite.order:
+                        order = _sort_positions(batch, suite.order)
+                        frame = frame.take(order).reset_index(drop=True)
+                    result, stored = self._run(setup, validation, frame, summary=True)
+                if self.data_docs == "never" or (result.success and not first):
+                    self._discard(setup, stored)
+                self._collect(result, suite, batches, batch, derived, failures)
                 batches += 1
-                rows_validated += len(frame)
-                self._collect(result, frame, failures)
-                if batches == 1 or not result.success:
+                rows_validated += batch.num_rows
+                if first or not result.success:
                     kept_results.append(result.to_json_dict())
         failed = [f for f in failures.values() if f.count]
         self._write_results(suite, kept_results, rows_validated, batches, failed)
         stats = {"rows_validated": rows_validated, "batches": batches}
         if not failed:
             return Finding.ok(suite.check_name, **stats)
+        _look_up_display(con, suite, [row for f in failed for _, row in f.rows])
         parts, sample = [], []
         for failure in failed:
-            described = [self._describe(suite, failure.rule, row) for row in failure.rows]
+            rows = [row for _, row in failure.rows]
+            described = [self._describe(suite, failure.rule, row) for row in rows]
             more = (
                 f" (+{failure.count - len(described)} more)"
                 if failure.count > len(described)
@@ -239,7 +262,7 @@ class SuiteRunner:
             parts.append(f"{failure.rule.label}: {', '.join(described)}{more}")
             sample += [
                 {"expectation": failure.rule.label, **_display_row(row, suite, failure.rule)}
-                for row in failure.rows
+                for row in rows
             ]
         total = sum(f.count for f in failed)
         return Finding(
@@ -252,45 +275,59 @@ class SuiteRunner:
             details={f.rule.label: f.count for f in failed},
         )
 
-    def _run(self, setup: _GxSetup, validation, frame, *, keep: bool):
-        """One GX validation; its result stays in the context's store (for data docs) when
-        `keep` (a suite's first batch) or when it failed, so the store stays small."""
+    def _run(self, setup: _GxSetup, validation, frame, *, summary: bool):
+        """One GX validation: a verdict only, or (`summary`) counts and the first failing
+        rows. Returns the result and the keys it added to the context's store (for data
+        docs), which the caller discards unless it is a suite's first batch or failed, so
+        the store stays small."""
         store = setup.context.validation_results_store
         before = set(store.list_keys())
+        result_format: dict[str, Any] = {"result_format": "BOOLEAN_ONLY"}
+        if summary:
+            result_format = {
+                "result_format": "SUMMARY",
+                "partial_unexpected_count": SAMPLE_ROWS,
+                "unexpected_index_column_names": [_ROW],
+            }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             result = validation.run(
-                batch_parameters={"dataframe": frame},
-                result_format={
-                    "result_format": "SUMMARY",
-                    "partial_unexpected_count": SAMPLE_ROWS,
-                    "unexpected_index_column_names": ["_row"],
-                },
+                batch_parameters={"dataframe": frame}, result_format=result_format
             )
-        if self.data_docs == "never" or (result.success and not keep):
-            for key in set(store.list_keys()) - before:
-                store.remove_key(key)
-        return result
+        return result, set(store.list_keys()) - before
 
     @staticmethod
-    def _collect(result, frame, failures: dict[int, _RuleFailures]) -> None:
+    def _discard(setup: _GxSetup, keys) -> None:
+        store = setup.context.validation_results_store
+        for key in keys:
+            store.remove_key(key)
+
+    @staticmethod
+    def _collect(
+        result, suite: Suite, batch_index: int, batch, derived, failures: dict[int, _RuleFailures]
+    ) -> None:
         for outcome in result.results:
             if outcome.success:
                 continue
-            index = int(outcome.expectation_config.meta["rule"])
-            failure = failures[index]
-            details = outcome.result or {}
-            failure.count += int(details.get("unexpected_count") or 0)
-            for entry in details.get("partial_unexpected_index_list") or []:
-                if len(failure.rows) >= SAMPLE_ROWS:
-                    break
-                position = int(entry["_row"])
-                failure.rows.append(_plain_row(frame.iloc[position].to_dict()))
+            failure = failures[int(outcome.expectation_config.meta["rule"])]
             if outcome.exception_info and outcome.exception_info.get("raised_exception"):
                 raise RuntimeError(
                     f"GX expectation {failure.rule.label!r} could not run: "
                     f"{outcome.exception_info.get('exception_message')}"
                 )
+            details = outcome.result or {}
+            failure.count += int(details.get("unexpected_count") or 0)
+            rows = []
+            for entry in (details.get("partial_unexpected_index_list") or [])[:SAMPLE_ROWS]:
+                position = int(entry[_ROW])
+                row = _arrow_row(batch, position, derived)
+                order = (
+                    tuple((row[c] is None, row[c]) for c in suite.order)
+                    if suite.order
+                    else (batch_index, position)  # the SQL's own order
+                )
+                rows.append((order, row))
+            failure.add(rows)
 
     @staticmethod
     def _describe(suite: Suite, rule: Rule, row: Mapping[str, Any]) -> str:
@@ -323,21 +360,83 @@ class SuiteRunner:
         (folder / f"{suite.name}.json").write_text(json.dumps(document, indent=1, default=str))
 
 
-def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """numpy / pandas scalars as plain Python values (NaN and NA as None)."""
-    clean: dict[str, Any] = {}
-    for key, value in row.items():
-        if key == "_row":
+def _frame(suite: Suite, batch, derived: Mapping[str, Any]):
+    """The pandas frame GX validates: the rules' columns and each row's position. Text
+    becomes categorical and a boolean with nulls pandas' nullable boolean, not Python
+    objects: GX filters the frame for every rule, which is cheap on those dtypes."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    data: dict[str, Any] = {}
+    for name in dict.fromkeys(rule.column for rule in suite.rules):
+        if name in derived:
+            data[name] = derived[name]
             continue
-        if hasattr(value, "item") and not isinstance(value, str):
-            value = value.item()
-        try:
-            if value != value:  # NaN
-                value = None
-        except (TypeError, ValueError):
-            value = None
-        clean[key] = value
-    return clean
+        column = batch.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            data[name] = column.dictionary_encode().to_pandas()
+        elif pa.types.is_boolean(column.type) and column.null_count:
+            data[name] = column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        else:
+            data[name] = column.to_pandas()
+    data[_ROW] = np.arange(batch.num_rows, dtype=np.int64)
+    return pd.DataFrame(data)
+
+
+def _batches(reader, rows: int):
+    """The reader's record batches regrouped into batches of `rows` (DuckDB hands out
+    smaller ones, e.g. a row group's 122,880 rows, and GX costs something per batch)."""
+    import pyarrow as pa
+
+    pending: list = []
+    pending_rows = 0
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= rows:
+            combined = pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+            yield combined.slice(0, rows)
+            rest = combined.slice(rows)
+            pending, pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+    if pending_rows:
+        yield pending[0] if len(pending) == 1 else pa.concat_batches(pending)
+
+
+def _sort_positions(batch, order: Sequence[str]):
+    """The batch's row positions in sample order (as DuckDB's ORDER BY: nulls last)."""
+    import pyarrow.compute as pc
+
+    keys = [(column, "ascending", "at_end") for column in order]
+    return pc.sort_indices(batch, sort_keys=keys).to_numpy()
+
+
+def _arrow_row(batch, position: int, derived: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of a batch as plain Python values, with the derived columns."""
+    row = batch.slice(position, 1).to_pylist()[0]
+    for name, values in derived.items():
+        value = values[position]
+        row[name] = value.item() if hasattr(value, "item") else value
+    return row
+
+
+def _look_up_display(con: duckdb.DuckDBPyConnection, suite: Suite, rows: list[dict]) -> None:
+    """Add the columns a finding quotes that no rule reads, by each row's `order` key."""
+    if suite.display_sql is None:
+        return
+    found: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[column] for column in suite.order)
+        if key not in found:
+            cursor = con.execute(suite.display_sql, list(key))
+            names = [column[0] for column in cursor.description]
+            values = cursor.fetchone()
+            found[key] = (
+                dict.fromkeys(names) if values is None else dict(zip(names, values, strict=True))
+            )
+        row.update(found[key])
 
 
 def _show(row: Mapping[str, Any], column: str) -> str:
@@ -360,6 +459,6 @@ def _show(row: Mapping[str, Any], column: str) -> str:
 
 def _display_row(row: Mapping[str, Any], suite: Suite, rule: Rule) -> dict[str, Any]:
     shown = {"row": suite.identify(row)}
-    for column in (rule.column, *rule.show):
+    for column in (rule.quoted, *rule.show):
         shown[column] = _show(row, column)
     return shown

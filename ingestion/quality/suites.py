@@ -1,9 +1,15 @@
 """The Great Expectations suites of Tally, one per stage, as plain data.
 
 Each suite reads the rows new at its stage with DuckDB (GX has no working DuckDB
-datasource: STACK-NOTES), in bounded batches, as a pandas frame of keys, display columns
-and derived columns computed exactly in SQL (money never goes through a float: an
-amount check is a boolean computed on DECIMALs). The expectations then run on the frame.
+datasource: STACK-NOTES), in bounded batches. Whatever a rule reads is computed exactly in
+SQL (money never goes through a float: an amount check is a boolean computed on DECIMALs;
+a rule on a text reads its length), so the event suites hand GX frames of numbers,
+booleans and short codes only: GX's cost per row grows with the frame's width and its
+text columns. The columns a finding quotes that no rule reads (an event's source, id and
+subject) are looked up by key for the quoted rows only. The event suites stream their rows
+unordered: sorting every new row (on text keys, for meter readings) cost as much as the
+checks and held every row in DuckDB's memory or on disk. A finding still quotes the first
+failing rows in the suite's `order`.
 
 Each suite targets defects the dbt tests cannot see (they test keys, nulls and accepted
 values of whole tables):
@@ -35,7 +41,9 @@ class Rule:
     """One expectation on one column of a suite's frame.
 
     kind: `true` / `false` (a derived boolean), `not_null`, `null`, `in_set`,
-    `length_between`, `at_most`. `show` names the columns a finding quotes.
+    `length_between`, `at_most` / `between` (a number's bounds). `show` names the columns a
+    finding quotes besides the rule's own, which is `column` unless `quotes` names another
+    (a rule on the length of a text quotes the text).
     """
 
     label: str
@@ -43,10 +51,25 @@ class Rule:
     column: str
     args: Mapping[str, Any] = field(default_factory=dict)
     show: tuple[str, ...] = ()
+    quotes: str | None = None
+
+    @property
+    def quoted(self) -> str:
+        return self.quotes or self.column
 
 
 @dataclass(frozen=True)
 class Suite:
+    """`sql` returns one row per checked row: the columns the rules read and the ones a
+    finding quotes, except those `display_sql` returns.
+
+    order: the columns (a key) in whose order a finding quotes failing rows, when `sql`
+        streams unordered; empty when `sql` orders its rows itself.
+    display_sql: columns a finding quotes that no rule reads, for one row, given its
+        `order` values as parameters (read for the quoted rows only).
+    prepare: rule columns derived in Python from an Arrow batch of `sql`.
+    """
+
     name: str
     check_name: str
     description: str
@@ -56,7 +79,9 @@ class Suite:
     scoped_by_events: bool = True
     scope_alias: str = "e"  # the alias of raw.usage_events in `sql` that `{scope}` filters
     needs_clock: bool = False
-    prepare: Callable[[Any], Any] | None = None
+    order: tuple[str, ...] = ()
+    display_sql: str | None = None
+    prepare: Callable[[Any], Mapping[str, Any]] | None = None
 
 
 def rounded(expression: str, minor_units: str) -> str:
@@ -81,15 +106,15 @@ def on_minor_units(expression: str, minor_units: str) -> str:
 
 RAW_EVENTS_SQL = """
 select
-    e.source,
-    e.id,
-    e.subject,
-    e.type,
     e.load_id,
     e.row_number,
-    e.data,
+    length(e.id) as id_length,
+    length(e.source) as source_length,
+    length(e.type) as type_length,
     strlen(e.payload) as payload_bytes,
-    date_diff('second', cast(? as timestamptz), e.time) as seconds_after_clock,
+    -- in UTC wall-clock time, the same seconds as on timestamptz without ICU's calendar
+    date_diff('second', timezone('UTC', cast(? as timestamptz)), timezone('UTC', e.time))
+        as seconds_after_clock,
     e.subject in (select customer_id from config.customers) as is_known_customer,
     e.event_date = cast(timezone('UTC', e.time) as date) as is_utc_day_of_time,
     case
@@ -97,10 +122,16 @@ select
         when json_valid(e.data) then json_type(e.data)
         else 'INVALID'
     end as data_json_type,
-    coalesce(regexp_matches(e.data, '"[0-9]{13,19}"'), false) as may_hold_card_number
+    case when regexp_matches(e.data, '"[0-9]{13,19}"') then e.data end as card_number_candidate
 from raw.usage_events as e
 where {scope}
-order by e.load_id, e.row_number
+"""
+
+# what a finding quotes of a landed event that no rule reads, by its (load, row number)
+EVENT_DISPLAY_SQL = """
+select source, id, subject, type
+from raw.usage_events
+where load_id = ? and row_number = ?
 """
 
 
@@ -125,22 +156,23 @@ def holds_card_number(value: Any) -> bool:
     return False
 
 
-def _flag_card_numbers(frame):
-    """Parse only the rows whose text holds a long digit string (the rest cannot hold one)."""
+def _flag_card_numbers(batch) -> dict[str, Any]:
+    """Parse only the rows whose text holds a long digit string: the SQL sends the text of
+    those rows only (`card_number_candidate`), the others cannot hold a card number."""
     import json
 
-    flags = [False] * len(frame)
-    candidates = frame["may_hold_card_number"].tolist()
-    texts = frame["data"].tolist()
-    for position, (candidate, text) in enumerate(zip(candidates, texts, strict=True)):
-        if candidate and isinstance(text, str):
-            try:
-                flags[position] = holds_card_number(json.loads(text))
-            except ValueError:
-                flags[position] = False
-    frame = frame.drop(columns=["data", "may_hold_card_number"])
-    frame["holds_card_number"] = flags
-    return frame
+    import numpy as np
+    import pyarrow.compute as pc
+
+    texts = batch.column("card_number_candidate")
+    flags = np.zeros(len(texts), dtype=bool)
+    positions = np.flatnonzero(pc.is_valid(texts).to_numpy(zero_copy_only=False))
+    for position, text in zip(positions, texts.take(positions).to_pylist(), strict=True):
+        try:
+            flags[position] = holds_card_number(json.loads(text))
+        except ValueError:
+            flags[position] = False
+    return {"holds_card_number": flags}
 
 
 RAW_EVENTS = Suite(
@@ -151,17 +183,20 @@ RAW_EVENTS = Suite(
     "non-object data, oversized payloads, a wrong partition day).",
     sql=RAW_EVENTS_SQL,
     needs_clock=True,
+    order=("load_id", "row_number"),
+    display_sql=EVENT_DISPLAY_SQL,
     prepare=_flag_card_numbers,
     identify=lambda row: f"{row['source']}/{row['id']} ({row['subject']})",
     rules=(
         Rule(
             "id empty or over 256 characters",
-            "length_between",
-            "id",
+            "between",
+            "id_length",
             {"min_value": 1, "max_value": 256},
+            quotes="id",
         ),
-        Rule("source empty", "length_between", "source", {"min_value": 1}),
-        Rule("type empty", "length_between", "type", {"min_value": 1}),
+        Rule("source empty", "between", "source_length", {"min_value": 1}, quotes="source"),
+        Rule("type empty", "between", "type_length", {"min_value": 1}, quotes="type"),
         Rule("subject is not a customer of the customer file", "true", "is_known_customer"),
         Rule(
             "time more than 5 minutes after the run's clock",
@@ -194,8 +229,6 @@ RAW_EVENTS = Suite(
 
 STAGED_EVENTS_SQL = """
 select
-    r.source,
-    r.id,
     r.load_id,
     r.row_number,
     s.usage_event_id is not null as is_staged,
@@ -214,7 +247,6 @@ left join staging.stg_raw__usage_events as s
     on s.event_source = r.source
     and s.event_id = r.id
 where {scope}
-order by r.load_id, r.row_number
 """
 
 STAGED_EVENTS = Suite(
@@ -224,6 +256,8 @@ STAGED_EVENTS = Suite(
     "is in staging exactly as landed (no event lost, no column altered by the staging view).",
     sql=STAGED_EVENTS_SQL,
     scope_alias="r",
+    order=("load_id", "row_number"),
+    display_sql=EVENT_DISPLAY_SQL,
     identify=lambda row: f"{row['source']}/{row['id']}",
     rules=(
         Rule("landed event missing from staging", "true", "is_staged"),
@@ -284,7 +318,6 @@ inner join new_events as events
 left join intermediate.int_price_book_charges as book
     on book.subscription_period_id = m.subscription_period_id
     and book.charge_key = m.charge_key
-order by m.usage_event_id, m.subscription_period_id, m.charge_key
 """
 
 AGGREGATIONS = ["count", "sum", "max", "unique_count", "latest"]
@@ -296,6 +329,7 @@ METER_READINGS = Suite(
     "since its last pass: each reading is in its subscription's active part, for the event's "
     "customer, meter type and filters, with the event's value and price group.",
     sql=METER_READINGS_SQL,
+    order=("usage_event_id", "subscription_period_id", "charge_key"),
     identify=lambda row: (
         f"{row['usage_event_id']} in {row['subscription_period_id']} {row['charge_key']}"
     ),

@@ -183,3 +183,46 @@ def test_raw_suite_catches_unknown_customers_and_non_object_data(raw_con, tmp_pa
     )
     assert "subject is not a customer of the customer file: src/e1 (ghost)" in finding.found
     assert "data is not a JSON object: src/e1 (ghost) (data_json_type ARRAY)" in finding.found
+
+
+def test_raw_suite_quotes_the_first_failing_events_in_load_order_each_by_its_own_key(
+    raw_con, tmp_path: Path
+):
+    """The suite streams rows unordered and reads the source, id and subject of the rows it
+    quotes back by (load, row number). Loads written out of order (3, 1, 2), the same row
+    numbers in each: the finding still quotes the first failures in load order, each with
+    its own id and subject."""
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    for load_id in (3, 1, 2):
+        rows = [
+            (f"l{load_id}-e{i}", (base + timedelta(minutes=i)).isoformat(), '{"n": 1}')
+            for i in range(400)
+        ]
+        add_load(raw_con, load_id, rows)
+    raw_con.execute(
+        "update raw.usage_events set subject = 'ghost-' || id where row_number in (101, 351)"
+    )
+    finding = SuiteRunner(tmp_path / "q", run_id="r", batch_rows=250, data_docs="never").validate(
+        raw_con, RAW_EVENTS, as_of=CLOCK
+    )
+    assert finding.stats == {"rows_validated": 1200, "batches": 5}
+    quoted = [f"src/{i} (ghost-{i})" for i in ("l1-e100", "l1-e350", "l2-e100", "l2-e350")]
+    assert finding.found == (
+        "subject is not a customer of the customer file: "
+        + ", ".join([*quoted, "src/l3-e100 (ghost-l3-e100)"])
+        + " (+1 more)"
+    )
+    assert finding.failing_rows == 6
+
+
+def test_raw_suite_rules_on_lengths_quote_the_text(raw_con, tmp_path: Path):
+    """GX checks an id's length (computed in SQL); the finding quotes the id itself."""
+    time = "2026-01-05T00:00:00Z"
+    add_load(raw_con, 1, [("", time, None), ("ok", time, None), ("x" * 300, time, None)])
+    finding = SuiteRunner(tmp_path / "q", run_id="r", data_docs="never").validate(
+        raw_con, RAW_EVENTS, as_of=CLOCK
+    )
+    assert finding.found == (
+        f"id empty or over 256 characters: src/ (acme), src/{'x' * 300} (acme)"
+    )
+    assert [row["id"] for row in finding.sample] == ["", "x" * 300]
