@@ -17,8 +17,9 @@ For one size N it measures, one thing at a time (every measurement in its own pr
    ``--history one-run`` lands the three files in one run as of the last month's end
    instead (January and February are finalized by it; no late usage lines yet): the close
    starts from the same events and open period with one run's fixed costs instead of three.
-   Tried at 100M, where ingestion's dedupe against history made it take hours either way
-   (bench/RESULTS.md, "100M was not measured").
+   ``--resume`` keeps the home of a run that stopped (at 100M a full disk stopped the first
+   replay in its checks step): the replay runs again on it, skipping what is done (landed
+   files by content hash, passed suites by their recorded loads), then the rest as usual.
 3. the month-end close: ``tally run --as-of <data end + grace + 1 day>`` on that home, no
    new events: wall time of the whole process (Python and Dagster start-up included),
    peak memory of the process tree (RSS summed over the tree, sampled every 0.2 s; also
@@ -391,9 +392,9 @@ def git_state() -> dict[str, Any]:
 def main_run(args: argparse.Namespace) -> int:
     size = label(args.events)
     work = args.work_dir / f"e2e-{size}"
-    if work.exists():
+    if work.exists() and not args.resume:
         shutil.rmtree(work)
-    (work / "logs").mkdir(parents=True)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
     load = LoadSampler()
     load.start()
     result: dict[str, Any] = {
@@ -404,6 +405,7 @@ def main_run(args: argparse.Namespace) -> int:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "code": git_state(),
         "load_avg_1m": {},
+        "resumed": args.resume,
     }
 
     def phase_load(name: str, since: int) -> None:
@@ -1052,6 +1054,12 @@ def main(argv: list[str] | None = None) -> int:
         "--amount-discounts", action="store_true", help="percent discounts as amounts (< 84bc38d)"
     )
     parser.add_argument("--keep-home", action="store_true", help="keep the home after the run")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the home of an interrupted run: the replay runs again (landed files are "
+        "skipped by content hash, passed checks are not redone), so its times are the rest only",
+    )
     parser.add_argument("--table", action="store_true", help="print the table of --out/e2e-*.json")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
