@@ -423,20 +423,25 @@ def _arrow_row(batch, position: int, derived: Mapping[str, Any]) -> dict[str, An
 
 
 def _look_up_display(con: duckdb.DuckDBPyConnection, suite: Suite, rows: list[dict]) -> None:
-    """Add the columns a finding quotes that no rule reads, by each row's `order` key."""
-    if suite.display_sql is None:
+    """Add the columns a finding quotes that no rule reads, by each row's `order` key: one
+    query for all the quoted rows (its first columns are the key, in `order`)."""
+    if suite.display_sql is None or not rows:
         return
-    found: dict[tuple, dict[str, Any]] = {}
+    width = len(suite.order)
+    keys = sorted({tuple(row[column] for column in suite.order) for row in rows})
+    values = ", ".join("(" + ", ".join(["?"] * width) + ")" for _ in keys)
+    relation = f"(values {values}) as keys({', '.join(suite.order)})"
+    cursor = con.execute(
+        suite.display_sql.format(keys=relation), [value for key in keys for value in key]
+    )
+    names = [column[0] for column in cursor.description][width:]
+    found = {
+        tuple(record[:width]): dict(zip(names, record[width:], strict=True))
+        for record in cursor.fetchall()
+    }
     for row in rows:
         key = tuple(row[column] for column in suite.order)
-        if key not in found:
-            cursor = con.execute(suite.display_sql, list(key))
-            names = [column[0] for column in cursor.description]
-            values = cursor.fetchone()
-            found[key] = (
-                dict.fromkeys(names) if values is None else dict(zip(names, values, strict=True))
-            )
-        row.update(found[key])
+        row.update(found.get(key, dict.fromkeys(names)))
 
 
 def _show(row: Mapping[str, Any], column: str) -> str:

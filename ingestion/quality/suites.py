@@ -65,8 +65,8 @@ class Suite:
 
     order: the columns (a key) in whose order a finding quotes failing rows, when `sql`
         streams unordered; empty when `sql` orders its rows itself.
-    display_sql: columns a finding quotes that no rule reads, for one row, given its
-        `order` values as parameters (read for the quoted rows only).
+    display_sql: columns a finding quotes that no rule reads, for the quoted rows only:
+        `{keys}` is a relation of their `order` values, named as the `order` columns.
     prepare: rule columns derived in Python from an Arrow batch of `sql`.
     """
 
@@ -129,9 +129,11 @@ where {scope}
 
 # what a finding quotes of a landed event that no rule reads, by its (load, row number)
 EVENT_DISPLAY_SQL = """
-select source, id, subject, type
-from raw.usage_events
-where load_id = ? and row_number = ?
+select keys.load_id, keys.row_number, e.source, e.id, e.subject, e.type
+from {keys}
+inner join raw.usage_events as e
+    on e.load_id = keys.load_id
+    and e.row_number = keys.row_number
 """
 
 
