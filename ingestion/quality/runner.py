@@ -163,9 +163,10 @@ class SuiteRunner:
             scope = pending_events(con, suite.check_name)
             if scope.is_empty:
                 return Finding.ok(suite.check_name, rows_validated=0, batches=0)
-            predicate, scope_params = scope.predicate(suite.scope_alias)
-            sql = sql.replace("{scope}", predicate)
-            params += scope_params
+            if "{events_since}" in sql:
+                since, until = scope.time_span_sql(con)
+                sql = sql.replace("{events_since}", since).replace("{events_until}", until)
+            sql = sql.replace("{events}", scope.rows_sql())
         finding = self._validate_rows(con, suite, sql, params)
         if not finding.passed:
             self.failed_suites.append(suite.name)

@@ -56,27 +56,9 @@ class EventScope:
     def is_empty(self) -> bool:
         return not self.load_ids and self.replays_through is None
 
-    def predicate(self, alias: str) -> tuple[str, list]:
-        """SQL (and its parameters) true for the rows of `alias` (load_id, row_number) in scope."""
-        clauses = [f"{alias}.load_id in (select unnest(cast(? as bigint[])))"]
-        params: list = [list(self.load_ids)]
-        if self.replays_through is not None:
-            clauses.append(
-                f"""exists (
-                    select 1 from raw.quarantine as replayed
-                    where replayed.load_id = {alias}.load_id
-                        and replayed.row_number = {alias}.row_number
-                        and replayed.reason = 'unknown_customer'
-                        and replayed.resolved_at > coalesce(cast(? as timestamptz), '-infinity')
-                        and replayed.resolved_at <= cast(? as timestamptz))"""
-            )
-            params += [self.replays_after, self.replays_through]
-        return "(" + " or ".join(clauses) + ")", params
-
     def rows_sql(self, table: str = "raw.usage_events") -> str:
         """The rows in scope as a subquery whose load ids are literals, so DuckDB skips the
-        row groups of older loads (`predicate` takes them as a parameter list, which it
-        cannot prune on): for a check that reads them in bulk, not in GX batches."""
+        row groups of older loads (a parameter list cannot be pruned on)."""
         parts = []
         if self.load_ids:
             ids = ", ".join(str(int(i)) for i in self.load_ids)
@@ -87,20 +69,33 @@ class EventScope:
         if self.replays_through is not None:
             after = timestamptz_literal(self.replays_after, "-infinity")
             through = timestamptz_literal(self.replays_through, "infinity")
+            # a replayed row of a load already in scope is in scope once
+            pending = f"and events.load_id not in ({ids})" if self.load_ids else ""
             parts.append(
                 f"""
                 select events.* from {table} as events
-                semi join raw.quarantine as replayed
+                semi join (
+                    select load_id, row_number from raw.quarantine
+                    where reason = 'unknown_customer'
+                        and resolved_at > {after}
+                        and resolved_at <= {through}
+                ) as replayed
                     on replayed.load_id = events.load_id
                     and replayed.row_number = events.row_number
-                where replayed.reason = 'unknown_customer'
-                    and replayed.resolved_at > {after}
-                    and replayed.resolved_at <= {through}
+                where true {pending}
                 """
             )
         if not parts:
             return f"(select * from {table} where false)"
         return "(" + " union all ".join(parts) + ")"
+
+    def time_span_sql(self, con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
+        """The scoped rows' earliest and latest event time as timestamptz literals, to bound
+        a scan of a table that carries the event time (an empty scope bounds nothing in)."""
+        since, until = con.execute(
+            f"select min(time), max(time) from {self.rows_sql()}"
+        ).fetchone()  # type: ignore[misc]
+        return timestamptz_literal(since, "infinity"), timestamptz_literal(until, "-infinity")
 
 
 def timestamptz_literal(moment: datetime | None, default: str) -> str:

@@ -76,8 +76,7 @@ class Suite:
     sql: str
     rules: tuple[Rule, ...]
     identify: Callable[[Mapping[str, Any]], str]
-    scoped_by_events: bool = True
-    scope_alias: str = "e"  # the alias of raw.usage_events in `sql` that `{scope}` filters
+    scoped_by_events: bool = True  # `sql` reads `{events}`: the landed rows not passed yet
     needs_clock: bool = False
     order: tuple[str, ...] = ()
     display_sql: str | None = None
@@ -123,8 +122,7 @@ select
         else 'INVALID'
     end as data_json_type,
     case when regexp_matches(e.data, '"[0-9]{13,19}"') then e.data end as card_number_candidate
-from raw.usage_events as e
-where {scope}
+from {events} as e
 """
 
 # what a finding quotes of a landed event that no rule reads, by its (load, row number)
@@ -233,23 +231,26 @@ STAGED_EVENTS_SQL = """
 select
     r.load_id,
     r.row_number,
-    s.usage_event_id is not null as is_staged,
-    case when s.usage_event_id is not null then nullif(concat_ws(', ',
+    s.load_id is not null as is_staged,
+    case when s.load_id is not null then nullif(concat_ws(', ',
         case when s.usage_event_id is distinct from cast(json_array(r.source, r.id) as varchar)
             then 'usage_event_id' end,
+        case when s.event_source is distinct from r.source then 'event_source' end,
+        case when s.event_id is distinct from r.id then 'event_id' end,
         case when s.customer_id is distinct from r.subject then 'customer_id' end,
         case when s.event_type is distinct from r.type then 'event_type' end,
         case when s.occurred_at is distinct from r.time then 'occurred_at' end,
         case when s.event_date is distinct from r.event_date then 'event_date' end,
-        case when s.event_data is distinct from r.data then 'event_data' end,
-        case when s.load_id is distinct from r.load_id then 'load_id' end
+        case when s.event_data is distinct from r.data then 'event_data' end
     ), '') end as differing_columns
-from raw.usage_events as r
+from {events} as r
 left join staging.stg_raw__usage_events as s
-    on s.event_source = r.source
-    and s.event_id = r.id
-where {scope}
+    on s.load_id = r.load_id
+    and s.load_row_number = r.row_number
 """
+"""A landed row is found in staging by its place in the ledger, (load, row number): integer
+keys whose range DuckDB pushes from the scoped rows into the scan of staging, so the join
+reads the scoped loads' row groups, not the text keys of every event in history."""
 
 STAGED_EVENTS = Suite(
     name="staged_events",
@@ -257,7 +258,6 @@ STAGED_EVENTS = Suite(
     description="Great Expectations suite `staged_events`: every event landed since its last pass "
     "is in staging exactly as landed (no event lost, no column altered by the staging view).",
     sql=STAGED_EVENTS_SQL,
-    scope_alias="r",
     order=("load_id", "row_number"),
     display_sql=EVENT_DISPLAY_SQL,
     identify=lambda row: f"{row['source']}/{row['id']}",
@@ -282,10 +282,9 @@ new_events as (
 
     select staged.*
     from staging.stg_raw__usage_events as staged
-    inner join raw.usage_events as e
-        on e.source = staged.event_source
-        and e.id = staged.event_id
-    where {scope}
+    semi join {events} as e
+        on e.load_id = staged.load_id
+        and e.row_number = staged.load_row_number
 
 )
 
@@ -320,7 +319,10 @@ inner join new_events as events
 left join intermediate.int_price_book_charges as book
     on book.subscription_period_id = m.subscription_period_id
     and book.charge_key = m.charge_key
+where m.occurred_at >= {events_since} and m.occurred_at <= {events_until}
 """
+"""The readings of new events lie in the new events' time span (a reading carries its event's
+time): literal bounds, so DuckDB skips the row groups of other times in the readings."""
 
 AGGREGATIONS = ["count", "sum", "max", "unique_count", "latest"]
 

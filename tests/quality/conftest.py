@@ -140,7 +140,8 @@ def shift_staged_times(con: duckdb.DuckDBPyConnection) -> None:
             time + interval 1 hour as occurred_at,
             event_date,
             data as event_data,
-            load_id
+            load_id,
+            row_number as load_row_number
         from raw.usage_events
         """
     )

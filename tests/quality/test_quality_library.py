@@ -127,13 +127,31 @@ def test_replayed_events_are_validated_by_replay_time(raw_con):
     )
     scope = pending_events(raw_con, "c")
     assert scope.load_ids == () and not scope.is_empty
-    predicate, params = scope.predicate("e")
-    ids = raw_con.execute(
-        f"select id from raw.usage_events as e where {predicate}", params
-    ).fetchall()
+    ids = raw_con.execute(f"select id from {scope.rows_sql()}").fetchall()
     assert ids == [("e2",)]
+    assert scope.time_span_sql(raw_con) == (
+        "cast('2026-01-06T00:00:00+00:00' as timestamptz)",
+        "cast('2026-01-06T00:00:00+00:00' as timestamptz)",
+    )
     mark_validated(raw_con, scope, run_id="r2", now=CLOCK)
     assert pending_events(raw_con, "c").is_empty
+
+
+def test_a_replayed_row_of_a_pending_load_is_in_scope_once(raw_con):
+    add_load(raw_con, 1, [("e1", "2026-01-05T00:00:00Z", None)])
+    raw_con.execute(
+        """insert into raw.quarantine values
+               ('src', 'e2', 'unknown_customer', '{}', 'f.ndjson', 1, 2, now(), now())"""
+    )
+    raw_con.execute(
+        """insert into raw.usage_events values ('src', 'e2', 'api.request', 'acme',
+               timestamptz '2026-01-06 00:00:00+00', null, '{}', '1', 1, 2, date '2026-01-06',
+               raw.event_key_hash('src', 'e2'))"""
+    )
+    scope = pending_events(raw_con, "c")
+    assert scope.load_ids == (1,) and scope.replays_through is not None
+    ids = raw_con.execute(f"select id from {scope.rows_sql()} order by id").fetchall()
+    assert ids == [("e1",), ("e2",)]
 
 
 # --- the raw events suite on synthetic rows: bounded batches, findings ---------------------------
