@@ -615,11 +615,17 @@ def child_steps(home: str, run_id: str) -> dict[str, Any]:
         t0, t1 = records[0].timestamp, records[-1].timestamp
         starts: dict[str, float] = {}
         steps = []
+        checks: dict[str, float] = {}
         for record in records:
             event = record.dagster_event
             if event is None or event.step_key is None:
                 continue
             kind = event.event_type_value
+            if kind == "ASSET_CHECK_EVALUATION":  # each check's own seconds (its metadata)
+                evaluation = event.event_specific_data
+                seconds = evaluation.metadata.get("seconds")
+                if seconds is not None:
+                    checks[evaluation.check_name] = seconds.value
             if kind == "STEP_START":
                 starts[event.step_key] = record.timestamp
             elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
@@ -633,7 +639,7 @@ def child_steps(home: str, run_id: str) -> dict[str, Any]:
                         "duration_s": round(record.timestamp - begin, 3),
                     }
                 )
-    return {"run_id": run_id, "run_span_s": round(t1 - t0, 3), "steps": steps}
+    return {"run_id": run_id, "run_span_s": round(t1 - t0, 3), "steps": steps, "checks_s": checks}
 
 
 def child_inspect(home: str) -> dict[str, Any]:

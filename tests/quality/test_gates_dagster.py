@@ -140,6 +140,8 @@ def test_an_injected_defect_fails_its_check_and_nothing_is_finalized_or_publishe
     assert not materialized & {LEDGER, DOCUMENTS}
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert check_name in failed
+    # each check reports its own wall time, so an operator sees which one a slow step spent
+    assert all(e.metadata["seconds"].value >= 0 for e in result.get_asset_check_evaluations())
     reasons = explain_failure(result, TallyHome.at(home_copy))
     assert any(r.startswith(f"{check_name} failed: ") and found in r for r in reasons), reasons
     con = duckdb.connect(str(home_copy / "warehouse.duckdb"), read_only=True)

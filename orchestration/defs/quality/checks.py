@@ -12,7 +12,8 @@
 Every failed check carries `found` (the one line `tally run` prints) and a sample table.
 """
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
@@ -56,6 +57,14 @@ def check_result(finding: Finding, asset_key: dg.AssetKey, *, warning: bool = Fa
     )
 
 
+def timed(check: Callable[[], Finding]) -> tuple[Finding, dict]:
+    """Run one check; its wall seconds go to the result's metadata, so the UI (and the
+    benchmarks, from the event log) show which check a slow step spends its time in."""
+    started = time.perf_counter()
+    finding = check()
+    return finding, {"seconds": dg.MetadataValue.float(round(time.perf_counter() - started, 3))}
+
+
 def _results_metadata(runner: SuiteRunner, suite_name: str) -> dict:
     path = runner.quality_dir / "validations" / runner.run_id / f"{suite_name}.json"
     return {"validation_results": dg.MetadataValue.path(str(path))} if path.exists() else {}
@@ -72,11 +81,10 @@ def usage_events__pass_gx_suite(
     context: dg.AssetCheckExecutionContext, tally: TallyHomeResource, clock: BillingClockResource
 ) -> dg.AssetCheckResult:
     runner = SuiteRunner(tally.paths.root / "quality", run_id=context.run.run_id)
+    as_of = clock.resolve(context.op_execution_context)
     with tally.warehouse() as con:
-        finding = runner.validate(
-            con, RAW_EVENTS, as_of=clock.resolve(context.op_execution_context)
-        )
-    extra = _results_metadata(runner, RAW_EVENTS.name)
+        finding, extra = timed(lambda: runner.validate(con, RAW_EVENTS, as_of=as_of))
+    extra |= _results_metadata(runner, RAW_EVENTS.name)
     if not finding.passed:
         docs = runner.publish_data_docs()
         extra |= {"data_docs": dg.MetadataValue.path(str(docs))} if docs else {}
@@ -122,14 +130,16 @@ def billing_quality_checks(
     with tally.warehouse() as con:
         for suite in BILLING_SUITES:
             if (SUITE_ASSETS[suite.name], suite.check_name) in selected:
-                finding = runner.validate(con, suite)
-                metadata = _results_metadata(runner, suite.name)
-                results.append(check_result(finding, SUITE_ASSETS[suite.name], extra=metadata))
+                finding, extra = timed(lambda suite=suite: runner.validate(con, suite))
+                extra |= _results_metadata(runner, suite.name)
+                results.append(check_result(finding, SUITE_ASSETS[suite.name], extra=extra))
         for invariant in INVARIANTS:
             asset_key = dg.AssetKey(list(invariant.asset))
             if (asset_key, invariant.check_name) in selected:
-                finding = invariant.run(con)
-                results.append(check_result(finding, asset_key, warning=invariant.warning))
+                finding, extra = timed(lambda invariant=invariant: invariant.run(con))
+                results.append(
+                    check_result(finding, asset_key, warning=invariant.warning, extra=extra)
+                )
     docs = runner.publish_data_docs()
     if docs is not None:
         context.log.info(f"Great Expectations data docs: {docs}")
