@@ -53,6 +53,33 @@ def test_conservation_recomputes_a_key_whose_book_row_changed(warehouse):
     assert finding.stats["keys_recomputed"] == 1
 
 
+def _acme_feb_api_event(warehouse) -> tuple[str, str, str]:
+    return warehouse.execute(
+        "select source, id, strftime(time, '%Y-%m-%dT%H:%M:%S+00:00') from raw.usage_events "
+        "where subject = 'acme' and type = 'api.request' and time >= '2026-02-01' "
+        "and time < '2026-03-01'"
+    ).fetchone()
+
+
+def test_conservation_counts_an_event_landed_twice_once(warehouse):
+    source, event_id, time = _acme_feb_api_event(warehouse)
+    land_raw_event(warehouse, event_id, source=source, time=time)  # the same key, a new load
+    finding = usage_lines_conserve_events(warehouse)
+    assert finding.passed, finding.found
+    assert finding.stats["keys_recomputed"] > 0
+
+
+def test_conservation_tells_apart_two_events_whose_key_hashes_collide(warehouse):
+    source, event_id, time = _acme_feb_api_event(warehouse)
+    land_raw_event(warehouse, "other-key", source=source, time=time)
+    warehouse.execute(
+        "update raw.usage_events set key_hash = raw.event_key_hash(?, ?) where id = 'other-key'",
+        [source, event_id],
+    )
+    finding = usage_lines_conserve_events(warehouse)
+    assert finding.found == f"{ACME_FEB_API} api_calls: line quantity 1, deduplicated events 2"
+
+
 def test_billed_twice_reads_no_build_when_nothing_changed(warehouse):
     finding = no_event_billed_twice(warehouse)
     assert finding.passed, finding.found
