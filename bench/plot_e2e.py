@@ -183,10 +183,9 @@ def plot_svg(rows: list[dict[str, Any]], out: Path) -> None:
     # legend
     lx, ly = left + pw + 15, top + 10
     entries = [(name, colour, "solid") for name, colour, _, _ in curves]
-    entries += [
-        ("extrapolated: fixed + per event", "#555", "dash"),
-        ("goal: incremental <= 15 s", "#9467bd", "dot"),
-    ]
+    if any(ext for *_, ext in curves):
+        entries.append(("extrapolated: fixed + per event", "#555", "dash"))
+    entries.append(("goal: incremental <= 15 s", "#9467bd", "dot"))
     entries += [(text, "black", "star") for _, _, text in GOALS]
     for i, (name, colour, kind) in enumerate(entries):
         y = ly + i * 20
