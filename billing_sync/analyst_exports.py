@@ -8,8 +8,9 @@ one, never half of one.
 The marts a per-customer read uses (an open invoice, its lines, the current period's daily
 usage: what a usage API serves) are written ordered by customer in 16k-row groups, so a
 reader of one customer reads a few row groups: at 100M events one customer's invoice and
-usage took 54.6 ms p99 from files in build order and 28.5 ms written this way (bench/RESULTS.md). The
-hourly mart stays in build order: sorting its ~9M rows at 100M would add ~4 s to every run.
+usage took 54.6 ms p99 from files in build order, 28.5 ms written this way
+(bench/RESULTS.md). The hourly mart stays in build order: sorting its ~9M rows at 100M
+would add ~4 s to every run.
 """
 
 from __future__ import annotations

@@ -46,5 +46,5 @@ def test_exports_every_table_and_orders_the_per_customer_ones(tmp_path: Path):
     assert all(
         meta.row_group(i).num_rows <= CUSTOMER_ROW_GROUP_ROWS for i in range(meta.num_row_groups)
     )
-    exported = con.execute(f"select sum(event_count) from '{daily}'").fetchone()[0]
-    assert exported == con.execute("select sum(event_count) from marts.fct_usage_daily").fetchone()[0]
+    exported = con.execute(f"select sum(event_count) from '{daily}'").fetchone()
+    assert exported == con.execute("select sum(event_count) from marts.fct_usage_daily").fetchone()
