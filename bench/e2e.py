@@ -24,8 +24,9 @@ For one size N it measures, one thing at a time (every measurement in its own pr
    new events: wall time of the whole process (Python and Dagster start-up included),
    peak memory of the process tree (RSS summed over the tree, sampled every 0.2 s; also
    the largest single process' ``ru_maxrss`` from ``wait4``), CPU seconds, per-stage times
-   from the run's Dagster event log (STEP_START -> STEP_SUCCESS per step key) and dbt's
-   per-node timings from ``HOME/dbt/target/run_results.json``.
+   from the run's Dagster event log (STEP_START -> STEP_SUCCESS per step key), each quality
+   check's own ``seconds`` (its result's metadata, ``checks_s``) and dbt's per-node timings
+   from ``HOME/dbt/target/run_results.json``.
 4. the incremental run: 100k new events in the now open period (sampled from the last
    month's events, new ids, times moved into the open period) landed with ``tally run
    --events ... --as-of <close + 1 h>``: wall time, start-up included.
