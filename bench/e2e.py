@@ -627,7 +627,7 @@ def child_steps(home: str, run_id: str) -> dict[str, Any]:
                 seconds = evaluation.metadata.get("seconds")
                 if seconds is not None:
                     checks[evaluation.check_name] = seconds.value
-            if kind == "STEP_START":
+            elif kind == "STEP_START":
                 starts[event.step_key] = record.timestamp
             elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
                 begin = starts.get(event.step_key, record.timestamp)

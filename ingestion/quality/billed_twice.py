@@ -61,14 +61,6 @@ order by 1
 DOUBLES_SQL = """
 with
 
-unseen as (
-
-    select usage_event_id
-    from intermediate.int_usage_events_metered
-    where {unseen}
-
-),
-
 doubles as (
 
     select
@@ -106,7 +98,13 @@ order by doubles.customer_id, doubles.usage_event_id, doubles.charge_key
 DuckDB spills to disk; the ordered `string_agg` (which does not spill: 2.7 GiB out of memory
 over 131.8M readings) runs only over the rows of the doubles found."""
 
-SEMI_JOIN_UNSEEN = "semi join unseen on unseen.usage_event_id = metered.usage_event_id"
+# the rows of the events that have a row in an unseen build
+SEMI_JOIN_UNSEEN = """
+    semi join (
+        select usage_event_id from intermediate.int_usage_events_metered where {unseen}
+    ) as unseen
+        on unseen.usage_event_id = metered.usage_event_id
+"""
 
 
 def _unseen_predicate(seqs: list[int]) -> str:
@@ -142,10 +140,9 @@ def no_event_billed_twice(con: duckdb.DuckDBPyConnection) -> Finding:
             ).fetchone()  # type: ignore[misc]
             (total,) = con.execute("select sum(row_count) from metered_builds").fetchone()  # type: ignore[misc]
             sql = DOUBLES_SQL.format(
-                unseen=unseen,
                 # Every row unseen (a first pass, a full rebuild): the time bound is the scope,
                 # and a semi join against all of it would only cost a hash table of every id.
-                scope="" if int(rows) == int(total) else SEMI_JOIN_UNSEEN,
+                scope="" if int(rows) == int(total) else SEMI_JOIN_UNSEEN.format(unseen=unseen),
                 since=timestamptz_literal(since, "infinity"),
                 until=timestamptz_literal(until, "-infinity"),
             )

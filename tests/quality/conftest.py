@@ -126,25 +126,38 @@ def land_raw_event(
     return load_id
 
 
-def shift_staged_times(con: duckdb.DuckDBPyConnection) -> None:
-    """A staging view with a time-zone bug: every event an hour late."""
+def replace_staging_view(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    event_id: str = "id",
+    occurred_at: str = "time",
+    where: str = "true",
+) -> None:
+    """Swap `stg_raw__usage_events` for a broken copy of it: the given expressions for the
+    event id and time, only the raw rows matching `where`."""
     con.execute(
-        """
+        f"""
         create or replace view staging.stg_raw__usage_events as
         select
-            cast(json_array(source, id) as varchar) as usage_event_id,
+            cast(json_array(source, {event_id}) as varchar) as usage_event_id,
             source as event_source,
-            id as event_id,
+            {event_id} as event_id,
             type as event_type,
             subject as customer_id,
-            time + interval 1 hour as occurred_at,
+            {occurred_at} as occurred_at,
             event_date,
             data as event_data,
             load_id,
             row_number as load_row_number
         from raw.usage_events
+        where {where}
         """
     )
+
+
+def shift_staged_times(con: duckdb.DuckDBPyConnection) -> None:
+    """A staging view with a time-zone bug: every event an hour late."""
+    replace_staging_view(con, occurred_at="time + interval 1 hour")
 
 
 def meter_into_wrong_period(con: duckdb.DuckDBPyConnection, event_id: str) -> None:

@@ -32,6 +32,7 @@ from tests.quality.conftest import (
     land_raw_event,
     meter_into_wrong_period,
     misround_usage_line,
+    replace_staging_view,
     reset_watermarks,
     shift_staged_times,
 )
@@ -85,27 +86,14 @@ def test_staged_suite_catches_a_staging_view_that_alters_events(warehouse, tmp_p
 
 def test_staged_suite_catches_an_event_lost_by_staging(warehouse, tmp_path: Path):
     land_raw_event(warehouse, "new-2", event_type="api.request")
-    warehouse.execute(
-        "create or replace view staging.stg_raw__usage_events as "
-        "select cast(json_array(source, id) as varchar) as usage_event_id, source as event_source, "
-        "id as event_id, type as event_type, subject as customer_id, time as occurred_at, "
-        "event_date, "
-        "data as event_data, load_id, row_number as load_row_number "
-        "from raw.usage_events where id <> 'new-2'"
-    )
+    replace_staging_view(warehouse, where="id <> 'new-2'")
     finding = suite_finding(warehouse, STAGED_EVENTS, tmp_path)
     assert finding.found == "landed event missing from staging: api-gw/new-2"
 
 
 def test_staged_suite_catches_a_staging_view_that_rewrites_event_keys(warehouse, tmp_path: Path):
     land_raw_event(warehouse, "new-3")
-    warehouse.execute(
-        "create or replace view staging.stg_raw__usage_events as "
-        "select cast(json_array(source, upper(id)) as varchar) as usage_event_id, "
-        "source as event_source, upper(id) as event_id, type as event_type, "
-        "subject as customer_id, time as occurred_at, event_date, data as event_data, load_id, "
-        "row_number as load_row_number from raw.usage_events"
-    )
+    replace_staging_view(warehouse, event_id="upper(id)")
     finding = suite_finding(warehouse, STAGED_EVENTS, tmp_path)
     assert finding.found == (
         "staged event differs from the landed one: api-gw/new-3 "
