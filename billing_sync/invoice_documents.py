@@ -7,6 +7,7 @@ that passed every gate, never a half-built one.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections import defaultdict
@@ -14,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from ingestion.config.currencies import format_money
 
@@ -117,21 +119,30 @@ def publish_documents(con: duckdb.DuckDBPyConnection) -> int:
     try:
         con.execute("delete from marts.invoice_documents")
         if documents:
-            con.executemany(
-                "insert into marts.invoice_documents values (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        d["invoice_id"], d["customer_id"], d["period_start"], d["status"],
-                        d["total"], d["currency"], json.dumps(d),
-                    )
-                    for d in documents
-                ],
-            )
+            # one Arrow batch: `executemany` inserted row by row (4 s for 4,000 documents)
+            con.from_arrow(_documents_table(documents)).insert_into("marts.invoice_documents")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
         raise
     return len(documents)
+
+
+def _documents_table(documents: list[dict[str, Any]]) -> pa.Table:
+    """The rows of `marts.invoice_documents`, in its column order."""
+    return pa.table(
+        {
+            "invoice_id": [d["invoice_id"] for d in documents],
+            "customer_id": [d["customer_id"] for d in documents],
+            "period_start": pa.array(
+                [dt.date.fromisoformat(d["period_start"]) for d in documents], pa.date32()
+            ),
+            "status": [d["status"] for d in documents],
+            "total": [d["total"] for d in documents],
+            "currency": [d["currency"] for d in documents],
+            "document": [json.dumps(d) for d in documents],
+        }
+    )
 
 
 def read_documents(

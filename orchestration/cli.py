@@ -22,6 +22,7 @@ from rich.table import Table
 from orchestration.home import TallyHome
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DELEGATED = frozenset({"run", "close"})  # handed to `tally serve` when one runs for the home
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -466,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync_status.add_argument("--format", choices=["json", "table"], default="table")
     sync_status.set_defaults(func=cmd_sync_status)
 
+    serve = sub.add_parser("serve", help="keep the code loaded: `tally run` and `tally close` on this home start warm (TALLY_SERVE=off: cold)")
+    serve.add_argument("--home", required=True)
+    serve.set_defaults(func=cmd_serve)
+
     export = sub.add_parser("export", help="finalized invoices for NetSuite, Zuora, Chargebee or as Parquet")
     export.add_argument("--home", required=True)
     export.add_argument("--format", required=True, choices=["netsuite", "zuora", "chargebee", "parquet"])
@@ -475,8 +480,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Keep Dagster, dbt and GX loaded; `tally run`/`close` on this home fork off it (warm.py)."""
+    from orchestration.warm import serve
+
+    return serve(args.home, announce=lambda text: err.print(text, highlight=False))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
+    if args.command in DELEGATED:
+        from orchestration.warm import delegate
+
+        served = delegate(args.home, arguments)
+        if served is not None:
+            return served
     try:
         return args.func(args)
     except InputError as exc:

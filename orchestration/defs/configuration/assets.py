@@ -6,7 +6,12 @@ import dagster as dg
 from ingestion.config.catalog import load_catalog
 from ingestion.config.customers import load_customers
 from ingestion.config.store import ConfigStore
-from ingestion.config.tables import write_config_tables
+from ingestion.config.tables import (
+    note_version_used,
+    table_counts,
+    tables_hold,
+    write_config_tables,
+)
 from orchestration.defs.resources import WAREHOUSE_POOL, TallyHomeResource
 
 CATALOG = dg.AssetKey(["config", "catalog"])
@@ -32,24 +37,32 @@ CUSTOMERS = dg.AssetKey(["config", "customers"])
     pool=WAREHOUSE_POOL,
 )
 def configuration_tables(context: dg.AssetExecutionContext, tally: TallyHomeResource):
-    """Validates the recorded copies with pydantic (a bad file stops the run) and writes the config tables."""
+    """Validates the recorded copies with pydantic (a bad file stops the run) and writes the
+    config tables, unless they hold these copies already (written by the same code, unedited)."""
     version = ConfigStore(tally.paths.root).latest()
-    catalog = load_catalog(version.catalog_path)
-    customers = load_customers(str(version.customers_path), catalog)
     with tally.warehouse() as con:
-        write_config_tables(con, catalog, customers, version)
+        rewritten = not tables_hold(con, version)
+        if rewritten:
+            catalog = load_catalog(version.catalog_path)
+            customers = load_customers(str(version.customers_path), catalog)
+            write_config_tables(con, catalog, customers, version)
+        else:
+            note_version_used(con, version)
+        counts = table_counts(con, "meters", "plans", "customers")
     yield dg.MaterializeResult(
         asset_key=CATALOG,
         metadata={
             "catalog_sha256": version.catalog_sha256,
-            "meters": len(catalog.meters),
-            "plans": len(catalog.plans),
+            "meters": counts["meters"],
+            "plans": counts["plans"],
+            "tables_rewritten": rewritten,
         },
     )
     yield dg.MaterializeResult(
         asset_key=CUSTOMERS,
         metadata={
             "customers_sha256": version.customers_sha256,
-            "customers": len(customers.customers),
+            "customers": counts["customers"],
+            "tables_rewritten": rewritten,
         },
     )

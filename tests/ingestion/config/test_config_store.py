@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from ingestion.config.customers import load_customers
-from ingestion.config.errors import CatalogError, ConfigStoreError
+from ingestion.config.errors import CatalogError, ConfigStoreError, CustomersError
 from ingestion.config.store import ConfigStore
 
 T0 = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
@@ -118,3 +118,33 @@ def test_no_temporary_files_are_left_behind(tmp_path: Path, sources: tuple[Path,
     store.record(*sources)
     leftovers = [p.name for p in (tmp_path / "home").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_pair_validated_once_is_not_parsed_again_until_the_config_code_changes(
+    tmp_path: Path, sources: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every `tally run` records the same files: they are validated on the first one only."""
+    from ingestion.config import store as store_module
+
+    parsed: list[str] = []
+    real_load = store_module.load_customers
+
+    def counting_load(*args, **kwargs):
+        parsed.append("customers")
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(store_module, "load_customers", counting_load)
+    catalog, customers = sources
+    store = ConfigStore(tmp_path / "home")
+    store.record(catalog, customers, now=T0)
+    store.record(catalog, customers, now=T0)
+    assert parsed == ["customers"]
+    valid = customers.read_text()
+    customers.write_text(valid.replace("customers:", "customers:\n  - {}", 1))
+    with pytest.raises(CustomersError):  # new bytes: validated, refused
+        store.record(catalog, customers, now=T0)
+    assert parsed == ["customers", "customers"]
+    customers.write_text(valid)
+    monkeypatch.setattr(store_module, "config_code_sha256", lambda: "f" * 64)
+    store.record(catalog, customers, now=T0)
+    assert len(parsed) == 3  # other config code: the same pair is validated again

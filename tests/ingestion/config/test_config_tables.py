@@ -14,7 +14,7 @@ from ingestion.config import tables
 from ingestion.config.catalog import Catalog, load_catalog, parse_catalog
 from ingestion.config.customers import Customers, load_customers, parse_customers
 from ingestion.config.store import ConfigVersion
-from ingestion.config.tables import write_config_tables
+from ingestion.config.tables import note_version_used, tables_hold, write_config_tables
 
 D = "DECIMAL(38,12)"
 # docs/warehouse.md, "Schema config": every table, every column, in order, with its type.
@@ -23,6 +23,12 @@ EXPECTED_COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("catalog_sha256", "VARCHAR"),
         ("customers_sha256", "VARCHAR"),
         ("recorded_at", "TIMESTAMP WITH TIME ZONE"),
+    ],
+    "tables_source": [
+        ("catalog_sha256", "VARCHAR"),
+        ("customers_sha256", "VARCHAR"),
+        ("code_sha256", "VARCHAR"),
+        ("content_sha256", "VARCHAR"),
     ],
     "settings": [("grace_period_hours", "INTEGER")],
     "meters": [
@@ -342,3 +348,43 @@ def test_every_scenario_writes(con: duckdb.DuckDBPyConnection, scenario_dirs: li
             "using (plan_key, version, charge_key) where p.charge_key is null"
         ).fetchone()
         assert priced == 0, scenario.name
+
+
+def test_tables_hold_the_version_they_were_written_from_until_anything_differs(
+    con: duckdb.DuckDBPyConnection, config: tuple[Catalog, Customers]
+) -> None:
+    """A run skips rewriting the tables only when they are exactly what it would write."""
+    assert not tables_hold(con, VERSION)  # nothing written yet
+    write_config_tables(con, *config, VERSION, recorded_at=T0)
+    assert tables_hold(con, VERSION)
+    other_customers = ConfigVersion(VERSION.catalog_path, "a" * 64, VERSION.customers_path, "e" * 64)
+    assert not tables_hold(con, other_customers)
+    con.execute("update config.plans set currency = 'USD'")  # edited by hand since
+    assert not tables_hold(con, VERSION)
+    write_config_tables(con, *config, VERSION, recorded_at=T0)
+    assert tables_hold(con, VERSION) and rows(con, "plans") == [("ai", "EUR")]
+    con.execute("delete from config.credit_grants")
+    assert not tables_hold(con, VERSION)
+
+
+def test_a_run_on_unchanged_tables_is_still_recorded_in_catalog_versions(
+    con: duckdb.DuckDBPyConnection, config: tuple[Catalog, Customers]
+) -> None:
+    write_config_tables(con, *config, VERSION, recorded_at=T0)
+    note_version_used(con, VERSION, recorded_at=T0 + dt.timedelta(hours=1))
+    assert rows(con, "catalog_versions", "recorded_at") == [
+        ("a" * 64, "b" * 64, T0),
+        ("a" * 64, "b" * 64, T0 + dt.timedelta(hours=1)),
+    ]
+    assert tables_hold(con, VERSION)
+
+
+def test_tables_written_by_other_config_code_do_not_hold(
+    con: duckdb.DuckDBPyConnection,
+    config: tuple[Catalog, Customers],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After an upgrade of the config code the stored copies are validated and written again."""
+    write_config_tables(con, *config, VERSION, recorded_at=T0)
+    monkeypatch.setattr(tables, "config_code_sha256", lambda: "0" * 64)
+    assert not tables_hold(con, VERSION)
