@@ -29,7 +29,9 @@ For one size N it measures, one thing at a time (every measurement in its own pr
    from ``HOME/dbt/target/run_results.json``.
 4. the incremental run: 100k new events in the now open period (sampled from the last
    month's events, new ids, times moved into the open period) landed with ``tally run
-   --events ... --as-of <close + 1 h>``: wall time, start-up included.
+   --events ... --as-of <close + 1 h>``: wall time, start-up included. Then the same
+   events with new ids an hour later, warm: through ``tally serve`` started just before
+   (docs/operations.md "Warm runs"; its start-up is recorded apart, its RSS counted in).
 5. the DuckDB floor: one SQL statement over the same Parquet files: dedupe on
    (source, id), meter quantities (count/sum/max/unique_count/latest per the catalog's
    meters), aggregated by customer, meter and UTC month; then again with DuckDB's
@@ -55,6 +57,7 @@ that commit a percent discount worth 100 or more of the currency overflowed DECI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -64,6 +67,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -135,12 +139,19 @@ def _rss(pids: list[int]) -> int:
 
 
 def run_measured(
-    cmd: list[str], log: Path, *, env: dict[str, str] | None = None, interval: float = 0.2
+    cmd: list[str],
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    interval: float = 0.2,
+    extra_roots: list[int] = (),
 ) -> dict[str, Any]:
     """Run ``cmd`` to completion: wall, CPU, exit code, peak tree RSS, max single RSS.
 
     The tree's RSS is summed every ``interval`` seconds (the list of processes in the tree
-    is refreshed every second: walking /proc costs more than reading a few statm files)."""
+    is refreshed every second: walking /proc costs more than reading a few statm files).
+    ``extra_roots``: other processes whose trees count too (a `tally serve` that forks the
+    run; its own RSS is then summed with the child's, shared pages twice)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     peak: dict[str, float] = {"rss": 0, "procs": 0, "at": 0.0}
     with log.open("w") as out:
@@ -152,7 +163,8 @@ def run_measured(
             pids, listed = [proc.pid], 0.0
             while not done.is_set():
                 if time.monotonic() - listed >= 1.0:
-                    pids, listed = _tree(proc.pid), time.monotonic()
+                    roots = [proc.pid, *extra_roots]
+                    pids, listed = [p for r in roots for p in _tree(r)], time.monotonic()
                     peak["procs"] = max(peak["procs"], len(pids))
                 rss = _rss(pids)
                 if rss > peak["rss"]:
@@ -250,13 +262,19 @@ def bench_customers(folder: Path, amount_discounts: bool) -> Path:
 
 
 def tally_run(
-    home: Path, catalog: Path, customers: Path, as_of: str, log: Path, events: list[Path] = ()
+    home: Path,
+    catalog: Path,
+    customers: Path,
+    as_of: str,
+    log: Path,
+    events: list[Path] = (),
+    extra_roots: list[int] = (),
 ) -> dict[str, Any]:
     cmd = [str(TALLY), "run", "--home", str(home), "--catalog", str(catalog),
            "--customers", str(customers), "--as-of", as_of]  # fmt: skip
     if events:
         cmd += ["--events", *map(str, events)]
-    stats = run_measured(cmd, log)
+    stats = run_measured(cmd, log, extra_roots=extra_roots)
     text = log.read_text()
     if stats["exit_code"] != 0:
         raise SystemExit(f"tally run failed ({stats['exit_code']}), see {log}:\n{text[-3000:]}")
@@ -277,6 +295,34 @@ def tally_run(
         "outside steps",
     )
     return stats
+
+
+def shifted_copy(source: Path, target: Path, *, prefix: str, hours: int) -> None:
+    """``source``'s events with new ids (``prefix``) and times ``hours`` later."""
+    import duckdb
+
+    duckdb.sql(
+        f"copy (select '{prefix}' || substr(id, 5) as id, source, type, subject, "
+        f"strftime(cast(time as timestamptz) + interval {int(hours)} hour, "
+        f"'%Y-%m-%dT%H:%M:%S.%gZ') as time, data from '{source}') to '{target}'"
+    )
+
+
+@contextlib.contextmanager
+def warm_server(home: Path, log: Path) -> Iterator[dict[str, Any]]:
+    """`tally serve` on ``home`` until the block ends: its pid and seconds to ready."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(TALLY), "serve", "--home", str(home)], stderr=out, cwd=REPO)
+    while "ready on" not in log.read_text():
+        if proc.poll() is not None:
+            raise SystemExit(f"tally serve exited, see {log}")
+        time.sleep(0.1)
+    try:
+        yield {"pid": proc.pid, "start_s": round(time.perf_counter() - started, 2)}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)
 
 
 def stage_of(step_key: str) -> str:
@@ -498,6 +544,25 @@ def main_run(args: argparse.Namespace) -> int:
     )
     phase_load("incremental", mark)
 
+    # 4b. the same, warm: the next 100k events through `tally serve` (started first)
+    mark = len(load.samples)
+    warm_as_of = _iso(datetime.fromisoformat(inc_as_of.replace("Z", "+00:00")) + timedelta(hours=1))
+    warm_file = work / f"incremental-{label(INCREMENTAL_EVENTS)}-warm.parquet"
+    shifted_copy(inc_file, warm_file, prefix="incw_", hours=1)
+    print(f"[incremental, warm] the same events, new ids, an hour later; as of {warm_as_of}", flush=True)
+    with warm_server(home, work / "logs" / "serve.log") as server:
+        result["incremental_warm"] = tally_run(
+            home, catalog, customers, warm_as_of, work / "logs" / "incremental-warm.log",
+            [warm_file], extra_roots=[server["pid"]],
+        )  # fmt: skip
+    result["incremental_warm"]["server_start_s"] = server["start_s"]
+    print(
+        f"              {result['incremental_warm']['wall_s']:.1f} s"
+        f" (server start {server['start_s']:.1f} s), stages {result['incremental_warm']['stages']}",
+        flush=True,
+    )
+    phase_load("incremental_warm", mark)
+
     # 5. the DuckDB floor on the same files
     mark = len(load.samples)
     stats, out = child(
@@ -564,6 +629,7 @@ def headline(r: dict[str, Any]) -> dict[str, Any]:
         "ratio_close_floor_cpu": round(close["cpu_s"] / max(floor["cpu_s"], 1e-9), 1),
         "pandas_s": r.get("pandas", {}).get("wall_s"),
         "incremental_wall_s": r["incremental"]["wall_s"],
+        "incremental_warm_wall_s": r.get("incremental_warm", {}).get("wall_s"),
         "usage_exports_p50_ms": q["exports"]["p50_ms"],
         "usage_exports_p99_ms": q["exports"]["p99_ms"],
         "usage_warehouse_p50_ms": q["warehouse"]["p50_ms"],
@@ -582,6 +648,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
         ("ratio_close_floor", "close/floor", "{:.1f}x"),
         ("pandas_s", "pandas s", "{:.1f}"),
         ("incremental_wall_s", "incr. s", "{:.1f}"),
+        ("incremental_warm_wall_s", "warm incr. s", "{:.1f}"),
         ("usage_exports_p50_ms", "usage p50 ms", "{:.1f}"),
         ("usage_exports_p99_ms", "usage p99 ms", "{:.1f}"),
         ("usage_warehouse_p99_ms", "wh p99 ms", "{:.1f}"),
