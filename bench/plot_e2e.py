@@ -3,7 +3,8 @@
     .venv/bin/python bench/plot_e2e.py      # bench/e2e.png (matplotlib) or bench/e2e.svg
 
 Series: the month-end close (whole `tally run` process), ingestion (the `usage_events`
-steps of the replay), the incremental run (100k new events), the DuckDB floor (one
+steps of the replay), the incremental run (100k new events; cold, and warm through
+`tally serve`), the DuckDB floor (one
 statement, whole process) and naive pandas. Measured points are filled. Without a 100M
 measurement the close, the floor, ingestion and the incremental run are extrapolated to
 100M events: a fixed cost plus a cost per event (t = a + b n) through the two largest
@@ -30,6 +31,7 @@ SERIES = (  # key in "headline", label, colour
     ("close_wall_s", "month-end close (tally run)", "#d62728"),
     ("ingest_s", "ingestion (usage_events steps)", "#ff7f0e"),
     ("incremental_wall_s", "incremental run (+100k events)", "#9467bd"),
+    ("incremental_warm_wall_s", "incremental run, warm (tally serve)", "#e377c2"),
     ("pandas_s", "naive pandas", "#2ca02c"),
     ("floor_s", "DuckDB floor (one statement)", "#1f77b4"),
 )

@@ -113,3 +113,37 @@
     {%- endif -%}
 {% endmacro %}
 
+
+{#-
+  The first and last UTC day of the by_meter rows with metered_seq in (after_seq, through_seq],
+  as text (none, none when there are none). For `usage_hours_within`: DuckDB skips the hourly
+  mart's row groups on literal bounds only; the touched days as a join scanned all of it
+  (5-6 s per run at 100M events, 0.15 s bounded).
+-#}
+{% macro touched_usage_days(by_meter, after_seq, through_seq) %}
+    {%- if not execute -%}
+        {{ return([none, none]) }}
+    {%- endif -%}
+    {%- set result = run_query(
+        "select min(cast(" ~ dbt.date_trunc('hour', 'occurred_at') ~ " as date))::varchar,"
+        ~ " max(cast(" ~ dbt.date_trunc('hour', 'occurred_at') ~ " as date))::varchar"
+        ~ " from " ~ by_meter
+        ~ " where metered_seq > " ~ after_seq ~ " and metered_seq <= " ~ through_seq) -%}
+    {{ return(result.rows[0]) }}
+{% endmacro %}
+
+
+{#-
+  SQL predicate: the hour `column` is near the days `days` spans: a day wider on each side,
+  so it holds whatever time zone the session casts dates in (the caller's own predicate is
+  the exact one; this is only for pruning).
+-#}
+{% macro usage_hours_within(days, column) -%}
+    {%- if days[0] is none -%}
+        false
+    {%- else -%}
+        {{ column }} >= timestamptz '{{ days[0] }} 00:00:00+00' - interval 1 day
+        and {{ column }} < timestamptz '{{ days[1] }} 00:00:00+00' + interval 2 day
+    {%- endif -%}
+{%- endmacro %}
+

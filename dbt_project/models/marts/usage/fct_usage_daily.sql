@@ -4,7 +4,7 @@
   Incremental, so a run re-sums the days its new events touched, not the history: the keys
   of the by_meter rows the hourly mart has merged since the by_meter build this mart read last
   are summed again from the hourly mart (the `upstream_seq` of hourly's watermark is how far
-  hourly has read). After by_meter re-metered every event it rebuilds from all of hourly
+  hourly has read), whose scan is bounded by the touched days as literals (pruning). After by_meter re-metered every event it rebuilds from all of hourly
   (macros/usage_marts_incremental.sql).
 -#}
 {{
@@ -38,6 +38,8 @@ hourly as (
 
 {% if not rebuild_all %}
 
+{%- set days = touched_usage_days(by_meter, read_through, hourly_through) %}
+
 metered as (
 
     select * from {{ by_meter }}
@@ -62,7 +64,8 @@ hourly_to_sum as (
 
     select hourly.*
     from hourly
-    where exists (
+    where {{ usage_hours_within(days, 'hourly.usage_hour_at') }}
+        and exists (
         select 1 from touched_days
         where touched_days.customer_id = hourly.customer_id
             and touched_days.meter_key = hourly.meter_key
