@@ -119,7 +119,11 @@ def serve(home: str | Path, *, announce=print) -> int:
         announce(f"tally serve: {threading.active_count()} threads after loading; not serving")
         return 1
     path = socket_path(tally_home.root)
-    listener = _listen(path)
+    try:
+        listener = _listen(path)
+    except OSError as exc:  # e.g. a path longer than a Unix socket's 107 bytes
+        announce(f"tally serve: cannot listen on {path}: {exc.strerror or exc}")
+        return 1
     if listener is None:
         announce(f"tally serve: another server listens on {path}")
         return 1
