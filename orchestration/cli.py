@@ -76,7 +76,7 @@ def land_events(home: TallyHome, paths: Sequence[str]) -> None:
 def execute_billing_run(home: TallyHome, as_of: datetime) -> int:
     from orchestration.runner import run_job
 
-    outcome = run_job(home, as_of=as_of, console=err)
+    outcome = run_job(home, as_of=as_of, console=err, leave_out_unchanged_config=True)
     if not outcome.success:
         for reason in outcome.failures:
             err.print(f"[red]tally run failed:[/red] {escape(reason)}", highlight=False, soft_wrap=True)
@@ -205,7 +205,8 @@ def cmd_close(args: argparse.Namespace) -> int:
         raise InputError(f"--period: {exc}") from exc
     as_of = parse_as_of(args.as_of)
     outcome = run_job(home, as_of=as_of, job_name="billing_close", console=err,
-                      extra_run_config=close_config(period), tags={PERIOD_TAG: period})
+                      extra_run_config=close_config(period), tags={PERIOD_TAG: period},
+                      leave_out_unchanged_config=True)
     if not outcome.success:
         for reason in outcome.failures:
             err.print(f"[red]tally close failed:[/red] {escape(reason)}", highlight=False)

@@ -15,7 +15,14 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from orchestration.home import TallyHome
 from orchestration.manifest import ensure_manifest
@@ -51,10 +58,13 @@ def run_job(
     extra_run_config: dict | None = None,
     partition_key: str | None = None,
     tags: dict[str, str] | None = None,
+    leave_out_unchanged_config: bool = False,
 ) -> RunOutcome:
     """Execute a job in-process in the home's Dagster instance (visible in the UI).
 
     Runs of one home queue on a file lock (see `home_run_lock`) before they start.
+    `leave_out_unchanged_config`: select the configuration's dbt nodes out of the run when
+    nothing they read changed (orchestration/defs/transformation/config_nodes.py).
     """
     import dagster as dg
 
@@ -72,13 +82,15 @@ def run_job(
 
     with home_run_lock(home, console or Console(stderr=True)), dg.DagsterInstance.get() as instance:
         wait_for_runs_in_progress(instance, console or Console(stderr=True))
+        selection = without_unchanged_config(job, home) if leave_out_unchanged_config else None
+        total = len(selection) if selection is not None else total
         outcome: dict = {}
         run_tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
 
         def execute() -> None:
             outcome["result"] = job.execute_in_process(
                 run_config=run_config, instance=instance, raise_on_error=False, run_id=run_id,
-                partition_key=partition_key, tags=run_tags,
+                partition_key=partition_key, tags=run_tags, asset_selection=selection,
             )
 
         worker = threading.Thread(target=execute, daemon=True)
@@ -100,6 +112,27 @@ def run_job(
         )
         failures = [] if result.success else explain_failure(result, home)
     return RunOutcome(run_id, result.success, failures, materialized)
+
+
+def without_unchanged_config(job, home: TallyHome) -> list | None:
+    """The job's assets without the configuration's dbt nodes when they may be left out."""
+    import duckdb
+
+    from orchestration.defs.transformation.config_nodes import is_config_node, unchanged
+
+    keys = job.asset_layer.executable_asset_keys
+    config_nodes = [key for key in keys if is_config_node(key)]
+    if not config_nodes or not home.warehouse.exists():
+        return None
+    try:
+        con = duckdb.connect(str(home.warehouse), read_only=True)
+    except duckdb.IOException:  # a run launched by the daemon holds it: build everything
+        return None
+    try:
+        leave_out = unchanged(con, home.root, [key.path[-1] for key in config_nodes])
+    finally:
+        con.close()
+    return sorted(set(keys) - set(config_nodes)) if leave_out else None
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from dagster_dbt import dbt_assets
 
 from orchestration.defs.partitions import chosen_partitions, partition_days, usage_days
 from orchestration.defs.resources import WAREHOUSE_POOL, BillingClockResource, TallyHomeResource
+from orchestration.defs.transformation.config_nodes import is_config_node, record_built
 from orchestration.defs.transformation.dbt_runner import DbtRunnerResource
 from orchestration.defs.transformation.project import TallyDbtTranslator, tally_dbt_project
 
@@ -44,6 +45,11 @@ def tally_dbt_models(
     with tally.warehouse() as con:
         write_run_clock(con, clock.resolve(context))
     yield from _build(context, dbt, tally)
+    # (the definition's own keys: a subset run's `context.assets_def` has only the selected)
+    config_nodes = {key for key in tally_dbt_models.keys if is_config_node(key)}
+    if config_nodes and config_nodes <= set(context.selected_asset_keys):  # built, passed
+        with tally.warehouse() as con:
+            record_built(con)
 
 
 @_tally_dbt_assets(
