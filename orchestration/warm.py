@@ -18,6 +18,7 @@ makes the commands run cold even when a server listens.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import selectors
@@ -41,14 +42,20 @@ def socket_path(home: str | Path) -> Path:
 
 
 def code_fingerprint() -> str:
-    """The newest modification among Tally's code and the installed packages: a server whose
+    """Tally's code (its newest modification) and the installed packages: a server whose
     fingerprint differs from its caller's loaded other code than the caller would run."""
     newest, count = 0, 0
     for package in _CODE:
         for path in (_REPO / package).rglob("*"):
             if path.suffix in _SOURCES and "target" not in path.parts:
                 newest, count = max(newest, path.stat().st_mtime_ns), count + 1
-    packages = Path(sysconfig.get_paths()["purelib"]).stat().st_mtime_ns
+    # installed distributions by name and version (not the folder's mtime: Python creates
+    # __pycache__ there on a first import)
+    installed = sorted(
+        entry.name for entry in os.scandir(sysconfig.get_paths()["purelib"])
+        if entry.name.endswith(".dist-info")
+    )
+    packages = hashlib.sha256("\n".join(installed).encode()).hexdigest()[:16]
     return f"{newest}-{count}-{packages}-{sys.executable}"
 
 
