@@ -33,8 +33,11 @@ from pathlib import Path
 SOCKET_NAME = ".tally-serve.sock"
 _MAX_MESSAGE = 1 << 20
 _REPO = Path(__file__).resolve().parents[1]
-_CODE = ("orchestration", "ingestion", "billing_sync", "dbt_project")
-_SOURCES = (".py", ".sql", ".yml", ".yaml", ".csv")
+# what a server has loaded: Tally's Python packages, and the dbt files its definitions and
+# prepared manifest are built from (orchestration/manifest.py); no logs, targets or dot-files
+_PYTHON = ("orchestration", "ingestion", "billing_sync")
+_DBT = ("dbt_project/models", "dbt_project/macros", "dbt_project/seeds", "dbt_project/tests",
+        "dbt_project/dbt_project.yml", "dbt_project/profiles.yml")  # fmt: skip
 
 
 def socket_path(home: str | Path) -> Path:
@@ -42,21 +45,25 @@ def socket_path(home: str | Path) -> Path:
 
 
 def code_fingerprint() -> str:
-    """Tally's code (its newest modification) and the installed packages: a server whose
-    fingerprint differs from its caller's loaded other code than the caller would run."""
-    newest, count = 0, 0
-    for package in _CODE:
-        for path in (_REPO / package).rglob("*"):
-            if path.suffix in _SOURCES and "target" not in path.parts:
-                newest, count = max(newest, path.stat().st_mtime_ns), count + 1
+    """Tally's code on disk (paths and modification times) and the installed packages: when it
+    differs from what the server computed at its start, the server runs old code."""
+    digest = hashlib.sha256(sys.executable.encode())
+    files = [p for name in _PYTHON for p in (_REPO / name).rglob("*.py")]
+    for name in _DBT:
+        root = _REPO / name
+        files += [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+    for path in sorted(files):
+        relative = path.relative_to(_REPO)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        with contextlib.suppress(FileNotFoundError):  # gone since listed: not code
+            digest.update(f"{relative}:{path.stat().st_mtime_ns}\n".encode())
     # installed distributions by name and version (not the folder's mtime: Python creates
     # __pycache__ there on a first import)
-    installed = sorted(
-        entry.name for entry in os.scandir(sysconfig.get_paths()["purelib"])
-        if entry.name.endswith(".dist-info")
-    )
-    packages = hashlib.sha256("\n".join(installed).encode()).hexdigest()[:16]
-    return f"{newest}-{count}-{packages}-{sys.executable}"
+    for entry in sorted(os.scandir(sysconfig.get_paths()["purelib"]), key=lambda e: e.name):
+        if entry.name.endswith(".dist-info"):
+            digest.update(entry.name.encode())
+    return digest.hexdigest()
 
 
 # --- the caller ------------------------------------------------------------------------------
@@ -80,7 +87,6 @@ def delegate(home: str, argv: Sequence[str]) -> int | None:
             "argv": list(argv),
             "cwd": os.getcwd(),
             "env": dict(os.environ),
-            "code": code_fingerprint(),
         }
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -234,7 +240,7 @@ def _accept(
     conn.setblocking(True)
     message, fds, _, _ = socket.recv_fds(conn, _MAX_MESSAGE, 3)
     request = json.loads(message)
-    if request.get("code") != fingerprint:
+    if code_fingerprint() != fingerprint:  # an upgrade or an edit since the server started
         for fd in fds:
             os.close(fd)
         conn.sendall(json.dumps({"stale": True}).encode())
