@@ -17,13 +17,17 @@ MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 _SOURCES = ("models", "macros", "seeds", "tests", "dbt_project.yml", "profiles.yml")
 
 
-def _newest_source_mtime() -> float:
-    newest = 0.0
-    for name in _SOURCES:
+def source_files(names: tuple[str, ...] = _SOURCES) -> list[Path]:
+    """The dbt project's files under `names` (folders or files of DBT_PROJECT_DIR), sorted."""
+    files: list[Path] = []
+    for name in names:
         path = DBT_PROJECT_DIR / name
-        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-        newest = max([newest, *(f.stat().st_mtime for f in files)])
-    return newest
+        files += [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sorted(files)
+
+
+def _newest_source_mtime() -> float:
+    return max([0.0, *(f.stat().st_mtime for f in source_files())])
 
 
 def manifest_is_current() -> bool:

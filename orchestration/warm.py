@@ -34,10 +34,8 @@ SOCKET_NAME = ".tally-serve.sock"
 _MAX_MESSAGE = 1 << 20
 _REPO = Path(__file__).resolve().parents[1]
 # what a server has loaded: Tally's Python packages, and the dbt files its definitions and
-# prepared manifest are built from (orchestration/manifest.py); no logs, targets or dot-files
+# prepared manifest are built from (`manifest.source_files`); no logs, targets or dot-files
 _PYTHON = ("orchestration", "ingestion", "billing_sync")
-_DBT = ("dbt_project/models", "dbt_project/macros", "dbt_project/seeds", "dbt_project/tests",
-        "dbt_project/dbt_project.yml", "dbt_project/profiles.yml")  # fmt: skip
 
 
 def socket_path(home: str | Path) -> Path:
@@ -48,10 +46,9 @@ def code_fingerprint() -> str:
     """Tally's code on disk (paths and modification times) and the installed packages: when it
     differs from what the server computed at its start, the server runs old code."""
     digest = hashlib.sha256(sys.executable.encode())
-    files = [p for name in _PYTHON for p in (_REPO / name).rglob("*.py")]
-    for name in _DBT:
-        root = _REPO / name
-        files += [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+    from orchestration.manifest import source_files
+
+    files = [p for name in _PYTHON for p in (_REPO / name).rglob("*.py")] + source_files()
     for path in sorted(files):
         relative = path.relative_to(_REPO)
         if any(part.startswith(".") for part in relative.parts):

@@ -181,7 +181,6 @@ def write_config_tables(
 ) -> None:
     """(Re)write every `config.*` table and append this run to `config.catalog_versions`."""
     rows = {**catalog_rows(catalog), **customer_rows(customers)}
-    stamp = (recorded_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     con.begin()
     try:
         con.execute(f"create schema if not exists {SCHEMA}")
@@ -191,12 +190,7 @@ def write_config_tables(
         con.execute(
             f"create table if not exists {SCHEMA}.catalog_versions ({_ddl(CATALOG_VERSIONS)})"
         )
-        _insert(
-            con,
-            "catalog_versions",
-            CATALOG_VERSIONS,
-            [(version.catalog_sha256, version.customers_sha256, stamp)],
-        )
+        note_version_used(con, version, recorded_at=recorded_at)
         con.execute(f"create or replace table {SCHEMA}.{SOURCE_TABLE} ({_ddl(SOURCE)})")
         _insert(con, SOURCE_TABLE, SOURCE, [_source_row(con, version)])
         con.commit()

@@ -26,10 +26,10 @@ import duckdb
 from ingestion.config.errors import ConfigStoreError
 from ingestion.config.store import ConfigStore
 from ingestion.config.tables import tables_hold
+from orchestration.manifest import DBT_PROJECT_DIR, source_files
 
 RECORD = "config.config_nodes_built"
 SEED = dg.AssetKey(["reference", "iso_4217_currencies"])
-_DBT = Path(__file__).resolve().parents[3] / "dbt_project"
 # what the configuration nodes are made of: their SQL and YAML (tests), the seed, the macros
 _SOURCES = ("models/staging/config", "seeds", "macros", "dbt_project.yml")
 
@@ -42,11 +42,8 @@ def is_config_node(key: dg.AssetKey) -> bool:
 def dbt_files_sha256() -> str:
     """This code's configuration nodes, and the dbt that builds and tests them."""
     digest = hashlib.sha256()
-    for name in _SOURCES:
-        root = _DBT / name
-        for path in sorted([root] if root.is_file() else root.rglob("*")):
-            if path.is_file():
-                digest.update(str(path.relative_to(_DBT)).encode() + path.read_bytes())
+    for path in source_files(_SOURCES):
+        digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + path.read_bytes())
     for package in ("dbt-core", "dbt-duckdb"):
         digest.update(f"{package}=={metadata.version(package)}".encode())
     return digest.hexdigest()
