@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -20,6 +21,21 @@ from tests.integration.scenario_runner import (
 )
 
 pytestmark = pytest.mark.xdist_group("warm_runner")
+
+
+@pytest.fixture(autouse=True)
+def code_on_disk_lock(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The test that edits the code's modification time runs alone (an exclusive lock, shared
+    by the others for their duration, across xdist workers): every server it overlapped
+    would rightly call itself stale. It restores the time, so a later request matches again."""
+    root = tmp_path_factory.getbasetemp().parent  # one folder for all workers
+    exclusive = request.node.get_closest_marker("edits_code_mtime") is not None
+    with (root / "warm-runner.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 SCENARIO = SCENARIOS_DIR / "dedupe_and_quarantine"  # two steps, a quarantine
 
@@ -112,18 +128,23 @@ def test_a_server_that_died_leaves_commands_running_cold(
     assert server.forked() == 0
 
 
+@pytest.mark.edits_code_mtime
 def test_a_server_older_than_the_code_on_disk_stops_and_the_command_runs_cold(
     served_home: tuple[Path, Server], tmp_path: Path
 ) -> None:
     """After an upgrade or an edit the server would run old code: it refuses and stops."""
     home, server = served_home
     code = Path(__file__).resolve().parents[2] / "orchestration" / "warm.py"
+    original = code.stat()
     os.utime(code)  # the content is the same; the server cannot know that
-    result = tally(
-        "run", "--home", home, "--catalog", tmp_path / "nowhere.yaml",
-        "--customers", SCENARIO / "customers.yaml", "--as-of", "2026-02-01T00:00:00Z",
-        check=False,
-    )  # fmt: skip
+    try:
+        result = tally(
+            "run", "--home", home, "--catalog", tmp_path / "nowhere.yaml",
+            "--customers", SCENARIO / "customers.yaml", "--as-of", "2026-02-01T00:00:00Z",
+            check=False,
+        )  # fmt: skip
+    finally:
+        os.utime(code, ns=(original.st_atime_ns, original.st_mtime_ns))
     assert result.returncode == 2 and "nowhere.yaml" in result.stderr
     assert "older than this command's" in result.stderr
     assert server.process.wait(timeout=30) == 0
