@@ -9,6 +9,15 @@ DAGSTER_YAML = """\
 # Written by tally: the Dagster instance of this Tally home.
 telemetry:
   enabled: false
+storage:
+  # Dagster's SQLite storage and layout, with an event log that keeps a connection per run
+  # instead of opening one per event (orchestration/instance_storage.py).
+  custom:
+    module: orchestration.instance_storage
+    class: TallySqliteStorage
+    config:
+      base_dir:
+        env: DAGSTER_HOME
 concurrency:
   runs:
     # Runs launched by the daemon (UI, schedules, sensors) queue: one at a time per home.
