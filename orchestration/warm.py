@@ -78,6 +78,7 @@ def delegate(home: str, argv: Sequence[str]) -> int | None:
         conn.connect(str(path))
     except OSError:  # a socket file left by a server that died
         conn.close()
+        print(f"tally serve: no server answers on {path}; running here", file=sys.stderr)
         return None
     with conn:
         request = {

@@ -125,6 +125,7 @@ def test_a_server_that_died_leaves_commands_running_cold(
         check=False,
     )  # fmt: skip
     assert result.returncode == 2 and "nowhere.yaml" in result.stderr  # the command's own answer
+    assert "no server answers" in result.stderr  # and why it ran cold
     assert server.forked() == 0
 
 
