@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ storage:
     module: orchestration.instance_storage
     class: TallySqliteStorage
     config:
-      base_dir:
-        env: DAGSTER_HOME
+      # this folder; a home that was copied or moved gets its own path on its next command
+      base_dir: {base_dir}
 concurrency:
   runs:
     # Runs launched by the daemon (UI, schedules, sensors) queue: one at a time per home.
@@ -74,8 +75,9 @@ class TallyHome:
         settings = self.dagster_home / "dagster.yaml"
         current = settings.read_text() if settings.exists() else None
         # (re)write it unless an operator replaced tally's version with their own
-        if current is None or (current.startswith(TALLY_WRITTEN) and current != DAGSTER_YAML):
-            settings.write_text(DAGSTER_YAML)
+        expected = DAGSTER_YAML.format(base_dir=json.dumps(str(self.dagster_home)))
+        if current is None or (current.startswith(TALLY_WRITTEN) and current != expected):
+            settings.write_text(expected)
         return self
 
     def environment(self) -> dict[str, str]:

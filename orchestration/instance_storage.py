@@ -91,7 +91,8 @@ class TallySqliteStorage(DagsterSqliteStorage):
 
     def __init__(self, base_dir: str, inst_data=None) -> None:
         super().__init__(base_dir, inst_data=inst_data)
-        self._event_log_storage = KeptConnectionSqliteEventLogStorage(_event_logs_directory(base_dir))
+        events = _event_logs_directory(base_dir)
+        self._event_log_storage = KeptConnectionSqliteEventLogStorage(events)
 
     @classmethod
     def from_config_value(cls, inst_data, config_value) -> TallySqliteStorage:

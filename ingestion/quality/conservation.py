@@ -11,13 +11,20 @@ have changed since:
     quality.validated_loads /     the loads and quarantine replays it has read (shared
     quality.replay_watermarks     bookkeeping with the event suites: `scope.py`)
 
-A run recomputes the (period, charge) keys whose book row appeared, changed or disappeared
-since the last pass, and the keys any event of an unread load or replay matches, each over
-all the events of its periods (a literal time bound, so DuckDB skips other months). Every
-other key is compared with its proven quantity. All lines are compared, so a line changed
-without a new event (a bug in rating, a hand edit) is still caught. State advances only on
-a pass: after a failure the next run recomputes the same keys. With no state (a new home,
-`quality` dropped) everything is recomputed once.
+A run looks again at the (period, charge) keys whose book row appeared, changed or
+disappeared since the last pass, and at the keys any event of an unread load or replay
+matches. A key is recomputed over all the events of its periods (a literal time bound, so
+DuckDB skips other months) when its book row changed, when its meter is not a count or a
+sum (max, unique_count and latest need the key's other values), or when one of its new
+events has another copy anywhere in raw (a duplicate, a conflict, a replayed original that
+now lands first, or a key-hash collision: which copy counts needs the others). Otherwise
+the key is updated: its proven quantity plus the count or sum of its new events, each of
+which is the only copy of its (source, id) and so counts once whatever the dedupe; at 100M
+events an open anniversary period holds ~40M events that a recompute reads, the update reads
+the new ones. Every other key is compared with its proven quantity. All lines are compared,
+so a line changed without a new event (a bug in rating, a hand edit) is still caught. State
+advances only on a pass: after a failure the next run looks at the same keys again. With no
+state (a new home, `quality` dropped) everything is recomputed once.
 """
 
 from __future__ import annotations
@@ -83,22 +90,45 @@ MATCH_SQL = """
     )) = 0
 """
 
-RECHECK_SQL = """
+# The unread rows once (literal load ids), and which of their keys occur more than once in raw
+SCOPE_SQL = """
+create or replace temp table conservation_scope as
+select * from ({rows})
+"""
+
+REPEATED_SQL = """
+create or replace temp table conservation_repeated as
+select key_hash
+from raw.usage_events
+where key_hash in (select key_hash from conservation_scope)
+group by key_hash
+having count(*) > 1
+"""
+
+ADDITIVE = "('count', 'sum')"  # a proven quantity plus the new events' own
+
+RECHECK_SQL = f"""
 create or replace temp table conservation_recheck as
-select subscription_period_id, charge_key from (
-    select subscription_period_id, charge_key, book_row_hash from quality.conserved_book
-    except
-    select subscription_period_id, charge_key, book_row_hash from conservation_book
+select subscription_period_id, charge_key, bool_or(recompute) as recompute
+from (
+    select subscription_period_id, charge_key, true as recompute from (
+        select subscription_period_id, charge_key, book_row_hash from quality.conserved_book
+        except
+        select subscription_period_id, charge_key, book_row_hash from conservation_book
+    )
+    union all
+    select subscription_period_id, charge_key, true as recompute from (
+        select subscription_period_id, charge_key, book_row_hash from conservation_book
+        except
+        select subscription_period_id, charge_key, book_row_hash from quality.conserved_book
+    )
+    union all
+    select distinct book.subscription_period_id, book.charge_key,
+        book.aggregation not in {ADDITIVE}
+            or events.key_hash in (select key_hash from conservation_repeated) as recompute
+    {{match}}
 )
-union
-select subscription_period_id, charge_key from (
-    select subscription_period_id, charge_key, book_row_hash from conservation_book
-    except
-    select subscription_period_id, charge_key, book_row_hash from quality.conserved_book
-)
-union
-select distinct book.subscription_period_id, book.charge_key
-{match}
+group by all
 """
 
 RECOMPUTE_SQL = f"""
@@ -142,6 +172,7 @@ book as (
     semi join conservation_recheck as recheck
         on recheck.subscription_period_id = book.subscription_period_id
         and recheck.charge_key = book.charge_key
+        and recheck.recompute
 
 ),
 
@@ -177,6 +208,82 @@ select
     end as quantity
 from matched
 group by all
+"""
+
+UPDATE_SQL = f"""
+insert into conservation_recomputed
+with
+
+-- the only copy of its (source, id) in raw: it counts once, whatever the dedupe
+events as (
+
+    select source, id, type, subject, time, data
+    from conservation_scope
+    where key_hash not in (select key_hash from conservation_repeated)
+
+),
+
+book as (
+
+    select book.*
+    from conservation_book as book
+    semi join conservation_recheck as recheck
+        on recheck.subscription_period_id = book.subscription_period_id
+        and recheck.charge_key = book.charge_key
+        and not recheck.recompute
+
+),
+
+matched as (
+
+    select
+        book.subscription_period_id,
+        book.charge_key,
+        book.aggregation,
+        case when book.value_json_path is not null
+            then json_extract_string(events.data, book.value_json_path) end as value_text,
+        case when book.price_by_json_path is not null
+            then json_extract_string(events.data, book.price_by_json_path) end as group_value
+    {{match}}
+
+),
+
+added as (
+
+    select
+        subscription_period_id,
+        charge_key,
+        group_value,
+        case min(aggregation)
+            when 'count' then cast(count(*) as {QUANTITY})
+            when 'sum' then coalesce(sum(try_cast(value_text as {QUANTITY})), 0)
+        end as quantity
+    from matched
+    group by all
+
+),
+
+proven as (
+
+    select proven.*
+    from quality.conserved_quantities as proven
+    semi join conservation_recheck as recheck
+        on recheck.subscription_period_id = proven.subscription_period_id
+        and recheck.charge_key = proven.charge_key
+        and not recheck.recompute
+
+)
+
+select
+    coalesce(proven.subscription_period_id, added.subscription_period_id),
+    coalesce(proven.charge_key, added.charge_key),
+    coalesce(proven.group_value, added.group_value),
+    coalesce(proven.quantity, 0) + coalesce(added.quantity, 0)
+from proven
+full outer join added
+    on proven.subscription_period_id = added.subscription_period_id
+    and proven.charge_key = added.charge_key
+    and proven.group_value is not distinct from added.group_value
 """
 
 EXPECTED_SQL = """
@@ -244,9 +351,11 @@ def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
     scope = pending_events(con, CHECK_NAME)
     try:
         con.execute(BOOK_SQL)
+        con.execute(SCOPE_SQL.format(rows=scope.rows_sql()))
+        con.execute(REPEATED_SQL)
         con.execute(
             RECHECK_SQL.format(
-                match=MATCH_SQL.format(events=scope.rows_sql(), book="conservation_book")
+                match=MATCH_SQL.format(events="conservation_scope", book="conservation_book")
             )
         )
         since, until = con.execute(
@@ -256,27 +365,44 @@ def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
             semi join conservation_recheck as recheck
                 on recheck.subscription_period_id = book.subscription_period_id
                 and recheck.charge_key = book.charge_key
+                and recheck.recompute
             """
-        ).fetchone()  # type: ignore[misc]
+        ).fetchall()[0]
         con.execute(
             RECOMPUTE_SQL.replace("{since}", timestamptz_literal(since, "infinity"))
             .replace("{until}", timestamptz_literal(until, "-infinity"))
             .replace("{match}", MATCH_SQL.format(events="events", book="book"))
         )
-        keys = con.execute("select count(*) from conservation_recheck").fetchone()[0]  # type: ignore[index]
+        con.execute(UPDATE_SQL.replace("{match}", MATCH_SQL.format(events="events", book="book")))
+        recomputed, updated = con.execute(
+            "select count(*) filter (where recompute), count(*) filter (where not recompute) "
+            "from conservation_recheck"
+        ).fetchall()[0]
         finding = sampled_finding(
-            CHECK_NAME, con, COMPARE_SQL, _describe, keys_recomputed=int(keys)
+            CHECK_NAME,
+            con,
+            COMPARE_SQL,
+            _describe,
+            keys_recomputed=int(recomputed),
+            keys_updated=int(updated),
         )
         if finding.passed:
             _remember(con, scope)
         return finding
     finally:
-        for table in ("conservation_book", "conservation_recheck", "conservation_recomputed"):
+        for table in (
+            "conservation_book",
+            "conservation_scope",
+            "conservation_repeated",
+            "conservation_recheck",
+            "conservation_recomputed",
+        ):
             con.execute(f"drop table if exists {table}")
 
 
 def _remember(con: duckdb.DuckDBPyConnection, scope: EventScope) -> None:
-    """A pass: the recomputed keys' quantities, the book and the loads read become proven."""
+    """A pass: the recomputed and updated keys' quantities, the book and the loads read
+    become proven."""
     con.execute("begin transaction")
     try:
         con.execute(

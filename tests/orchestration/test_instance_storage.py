@@ -9,6 +9,7 @@ with Dagster's stock storage and back), and a process forked from one that used 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -91,3 +92,21 @@ def test_a_forked_child_writes_through_its_own_connections(tmp_path: Path) -> No
     for shard in base.glob("*.db"):
         with sqlite3.connect(shard) as con:
             assert con.execute("pragma integrity_check").fetchone() == ("ok",), shard
+
+
+def test_a_copied_home_keeps_its_own_run_history(tmp_path: Path) -> None:
+    """The settings name the folder they are in: a copy (or a moved home) gets its own on its
+    next command, so its runs are not written into the original's history."""
+    original = TallyHome.at(tmp_path / "original").ensure()
+    with _instance(original) as instance:
+        first = _materialize(instance)
+    copy = TallyHome.at(tmp_path / "copy")
+    shutil.copytree(original.root, copy.root)
+    copy.ensure()  # what every `tally` command does first
+    with _instance(copy) as instance:
+        assert instance.get_run_by_id(first) is not None  # the copied history
+        second = _materialize(instance)
+    with _instance(original) as instance:
+        assert {r.run_id for r in instance.get_runs()} == {first}
+    with _instance(copy) as instance:
+        assert {r.run_id for r in instance.get_runs()} == {first, second}

@@ -5,11 +5,16 @@ build. Each test works on a copy of a billed warehouse whose run already passed 
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
+import duckdb
 import pytest
 
 from ingestion.quality.billed_twice import no_event_billed_twice
-from ingestion.quality.conservation import usage_lines_conserve_events
-from tests.quality.conftest import land_raw_event
+from ingestion.quality.conservation import BOOK_SQL, usage_lines_conserve_events
+from tests.integration.scenario_runner import tally
+from tests.quality.conftest import AS_OF, BASIC, land_raw_event
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +42,48 @@ def test_conservation_catches_a_load_the_metering_missed_until_it_is_metered(war
     land_raw_event(warehouse, "missed-1")  # acme api.request in February, never metered
     first = usage_lines_conserve_events(warehouse)
     assert first.found == f"{ACME_FEB_API} api_calls: line quantity 1, deduplicated events 2"
-    # a failure proves nothing: the next run recomputes the same key and fails again
+    # a new event with no other copy: its key is updated from it alone, not recomputed
+    assert (first.stats["keys_updated"], first.stats["keys_recomputed"]) == (1, 0)
+    # a failure proves nothing: the next run looks at the same key and fails again
     second = usage_lines_conserve_events(warehouse)
     assert second.found == first.found
-    assert second.stats["keys_recomputed"] == first.stats["keys_recomputed"] > 0
+    assert second.stats == first.stats
+
+
+def test_conservation_adds_a_new_events_value_to_a_sum_key(warehouse):
+    land_raw_event(
+        warehouse, "s-new", source="storage", event_type="storage.snapshot",
+        time="2026-01-25T00:00:00+00:00", data={"gb": "0.5"},
+    )  # fmt: skip
+    finding = usage_lines_conserve_events(warehouse)
+    assert finding.found == (
+        "acme-2026-01-01#0 storage: line quantity 7.75, deduplicated events 8.25"
+    )
+    assert (finding.stats["keys_updated"], finding.stats["keys_recomputed"]) == (1, 0)
+    # the same answer as recomputing every key from all the events, without any state
+    warehouse.execute("drop schema quality cascade")
+    assert usage_lines_conserve_events(warehouse).found == finding.found
+
+
+def test_conservation_recomputes_a_key_whose_meter_is_not_additive(warehouse):
+    """A max (or unique_count, latest) needs the key's other values: a new event makes the
+    key recomputed, however it landed."""
+    key = "subscription_period_id = 'acme-2026-01-01#0' and charge_key = 'storage'"
+    warehouse.execute(
+        f"update intermediate.int_price_book_charges set aggregation = 'max' where {key}"
+    )
+    warehouse.execute(BOOK_SQL)  # the check proved this book row: only the new event is new
+    warehouse.execute(
+        f"update quality.conserved_book set book_row_hash = (select book_row_hash from "
+        f"conservation_book where {key}) where {key}"
+    )
+    land_raw_event(
+        warehouse, "s-new", source="storage", event_type="storage.snapshot",
+        time="2026-01-25T00:00:00+00:00", data={"gb": "3"},
+    )  # fmt: skip
+    finding = usage_lines_conserve_events(warehouse)
+    assert finding.found == "acme-2026-01-01#0 storage: line quantity 7.75, deduplicated events 4"
+    assert (finding.stats["keys_updated"], finding.stats["keys_recomputed"]) == (0, 1)
 
 
 def test_conservation_recomputes_a_key_whose_book_row_changed(warehouse):
@@ -66,7 +109,8 @@ def test_conservation_counts_an_event_landed_twice_once(warehouse):
     land_raw_event(warehouse, event_id, source=source, time=time)  # the same key, a new load
     finding = usage_lines_conserve_events(warehouse)
     assert finding.passed, finding.found
-    assert finding.stats["keys_recomputed"] > 0
+    # another copy of its (source, id) exists: which one counts needs the key's events
+    assert (finding.stats["keys_updated"], finding.stats["keys_recomputed"]) == (0, 1)
 
 
 def test_conservation_tells_apart_two_events_whose_key_hashes_collide(warehouse):
@@ -78,6 +122,35 @@ def test_conservation_tells_apart_two_events_whose_key_hashes_collide(warehouse)
     )
     finding = usage_lines_conserve_events(warehouse)
     assert finding.found == f"{ACME_FEB_API} api_calls: line quantity 1, deduplicated events 2"
+
+
+def test_a_run_whose_keys_were_updated_proves_what_a_recompute_proves(home_copy, tmp_path):
+    """New events of a count and a sum meter in the open period, landed by a run: the check
+    updates their keys and passes, and what it keeps as proven is what a recompute of every
+    key from all the events gives."""
+    events = tmp_path / "more.ndjson"
+    rows = [
+        {"id": "a9", "source": "api-gw", "type": "api.request", "subject": "acme",
+         "time": "2026-02-02T08:00:00Z"},
+        {"id": "a10", "source": "api-gw", "type": "api.request", "subject": "acme",
+         "time": "2026-02-02T09:00:00Z"},
+        {"id": "s4", "source": "storage", "type": "storage.snapshot", "subject": "acme",
+         "time": "2026-02-02T10:00:00Z", "data": {"gb": "1.25"}},
+    ]  # fmt: skip
+    events.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tally("run", "--home", home_copy, "--catalog", BASIC / "catalog.yaml",
+          "--customers", BASIC / "customers.yaml", "--events", events,
+          "--as-of", AS_OF)  # fmt: skip
+    proven = "select * from quality.conserved_quantities order by all"
+    with duckdb.connect(str(home_copy / "warehouse.duckdb")) as con:
+        updated = con.execute(proven).fetchall()
+        assert ("acme-2026-02-01#0", "api_calls", None, Decimal(3)) in updated
+        assert ("acme-2026-02-01#0", "storage", None, Decimal("1.25")) in updated
+        con.execute("drop schema quality cascade")
+        finding = usage_lines_conserve_events(con)
+        assert finding.passed, finding.found
+        assert finding.stats["keys_updated"] == 0 and finding.stats["keys_recomputed"] > 0
+        assert con.execute(proven).fetchall() == updated
 
 
 def test_billed_twice_reads_no_build_when_nothing_changed(warehouse):
