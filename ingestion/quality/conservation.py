@@ -131,6 +131,38 @@ from (
 group by all
 """
 
+# What the count and sum of a key's events add to its quantity (the meters it can update)
+ADDITIVE_QUANTITY = f"""when 'count' then cast(count(*) as {QUANTITY})
+        when 'sum' then coalesce(sum(try_cast(value_text as {QUANTITY})), 0)"""
+
+# The book rows of the keys recomputed (or updated) and the events they match, to aggregate
+BOOK_AND_MATCHED = """book as (
+
+    select book.*
+    from conservation_book as book
+    semi join conservation_recheck as recheck
+        on recheck.subscription_period_id = book.subscription_period_id
+        and recheck.charge_key = book.charge_key
+        and {recompute}recheck.recompute
+
+),
+
+matched as (
+
+    select
+        book.subscription_period_id,
+        book.charge_key,
+        book.aggregation,
+        events.id as event_id,
+        events.time as occurred_at,
+        case when book.value_json_path is not null
+            then json_extract_string(events.data, book.value_json_path) end as value_text,
+        case when book.price_by_json_path is not null
+            then json_extract_string(events.data, book.price_by_json_path) end as group_value
+    {{match}}
+
+)"""
+
 RECOMPUTE_SQL = f"""
 create or replace temp table conservation_recomputed as
 with
@@ -165,40 +197,13 @@ events as (
 
 ),
 
-book as (
-
-    select book.*
-    from conservation_book as book
-    semi join conservation_recheck as recheck
-        on recheck.subscription_period_id = book.subscription_period_id
-        and recheck.charge_key = book.charge_key
-        and recheck.recompute
-
-),
-
-matched as (
-
-    select
-        book.subscription_period_id,
-        book.charge_key,
-        book.aggregation,
-        events.id as event_id,
-        events.time as occurred_at,
-        case when book.value_json_path is not null
-            then json_extract_string(events.data, book.value_json_path) end as value_text,
-        case when book.price_by_json_path is not null
-            then json_extract_string(events.data, book.price_by_json_path) end as group_value
-    {{match}}
-
-)
-
+{BOOK_AND_MATCHED.format(recompute="")}
 select
     subscription_period_id,
     charge_key,
     group_value,
     case min(aggregation)
-        when 'count' then cast(count(*) as {QUANTITY})
-        when 'sum' then coalesce(sum(try_cast(value_text as {QUANTITY})), 0)
+        {ADDITIVE_QUANTITY}
         when 'max' then coalesce(max(try_cast(value_text as {QUANTITY})), 0)
         when 'unique_count' then cast(count(distinct value_text) as {QUANTITY})
         when 'latest' then coalesce(
@@ -223,31 +228,7 @@ events as (
 
 ),
 
-book as (
-
-    select book.*
-    from conservation_book as book
-    semi join conservation_recheck as recheck
-        on recheck.subscription_period_id = book.subscription_period_id
-        and recheck.charge_key = book.charge_key
-        and not recheck.recompute
-
-),
-
-matched as (
-
-    select
-        book.subscription_period_id,
-        book.charge_key,
-        book.aggregation,
-        case when book.value_json_path is not null
-            then json_extract_string(events.data, book.value_json_path) end as value_text,
-        case when book.price_by_json_path is not null
-            then json_extract_string(events.data, book.price_by_json_path) end as group_value
-    {{match}}
-
-),
-
+{BOOK_AND_MATCHED.format(recompute="not ")},
 added as (
 
     select
@@ -255,8 +236,7 @@ added as (
         charge_key,
         group_value,
         case min(aggregation)
-            when 'count' then cast(count(*) as {QUANTITY})
-            when 'sum' then coalesce(sum(try_cast(value_text as {QUANTITY})), 0)
+            {ADDITIVE_QUANTITY}
         end as quantity
     from matched
     group by all
