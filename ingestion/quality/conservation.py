@@ -167,14 +167,26 @@ RECOMPUTE_SQL = f"""
 create or replace temp table conservation_recomputed as
 with
 
--- Deduplicated on (source, id), first landed wins. A window over every event's text key
--- cost 74 s for the 42M events of an open month at 100M; only the events whose 8-byte key
--- hash repeats in the window can have a duplicate, so only those are windowed (13 s + 8 s).
+-- The events of the types the recomputed keys read ({{types}}: literals, pushed into the scan),
+-- deduplicated on (source, id), first landed wins, whatever the type of the other copies.
+-- A window over every event's text key cost 74 s for the 42M events of an open month at
+-- 100M; only the events whose 8-byte key hash repeats in the window can have a duplicate,
+-- so only those are windowed.
+candidates as (
+
+    select source, id, type, subject, time, data, key_hash
+    from raw.usage_events
+    where time >= {{since}} and time < {{until}}
+        and type in ({{types}})
+
+),
+
 repeated as (
 
     select key_hash
     from raw.usage_events
     where time >= {{since}} and time < {{until}}
+        and key_hash in (select key_hash from candidates)
     group by key_hash
     having count(*) > 1
 
@@ -183,17 +195,20 @@ repeated as (
 events as (
 
     select source, id, type, subject, time, data
-    from raw.usage_events
-    where time >= {{since}} and time < {{until}}
-        and key_hash not in (select key_hash from repeated)
+    from candidates
+    where key_hash not in (select key_hash from repeated)
 
     union all
 
     select source, id, type, subject, time, data
-    from raw.usage_events
-    where time >= {{since}} and time < {{until}}
-        and key_hash in (select key_hash from repeated)
-    qualify row_number() over (partition by source, id order by load_id, row_number) = 1
+    from (
+        select *
+        from raw.usage_events
+        where time >= {{since}} and time < {{until}}
+            and key_hash in (select key_hash from repeated)
+        qualify row_number() over (partition by source, id order by load_id, row_number) = 1
+    )
+    where type in ({{types}})
 
 ),
 
@@ -351,6 +366,7 @@ def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
         con.execute(
             RECOMPUTE_SQL.replace("{since}", timestamptz_literal(since, "infinity"))
             .replace("{until}", timestamptz_literal(until, "-infinity"))
+            .replace("{types}", event_types_literal(con))
             .replace("{match}", MATCH_SQL.format(events="events", book="book"))
         )
         con.execute(UPDATE_SQL.replace("{match}", MATCH_SQL.format(events="events", book="book")))
@@ -378,6 +394,22 @@ def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
             "conservation_recomputed",
         ):
             con.execute(f"drop table if exists {table}")
+
+
+def event_types_literal(con: duckdb.DuckDBPyConnection) -> str:
+    """The event types of the recomputed keys' book rows, as SQL literals (null: none)."""
+    types = con.execute(
+        """
+        select distinct book.event_type
+        from conservation_book as book
+        semi join conservation_recheck as recheck
+            on recheck.subscription_period_id = book.subscription_period_id
+            and recheck.charge_key = book.charge_key
+            and recheck.recompute
+        order by 1
+        """
+    ).fetchall()
+    return ", ".join("'" + str(t).replace("'", "''") + "'" for (t,) in types) or "null"
 
 
 def _remember(con: duckdb.DuckDBPyConnection, scope: EventScope) -> None:
