@@ -38,6 +38,9 @@ class KeptConnectionSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _engine(self, shard: str) -> db.Engine:
         if self._engines_pid != os.getpid():  # a forked child must not share its parent's files
+            # kept referenced, never closed here: closing an inherited SQLite connection in a
+            # child can act on the parent's files
+            self._inherited = self._engines
             self._engines = OrderedDict()
             self._engines_pid = os.getpid()
         engine = self._engines.pop(shard, None)
