@@ -113,6 +113,20 @@ def test_conservation_counts_an_event_landed_twice_once(warehouse):
     assert (finding.stats["keys_updated"], finding.stats["keys_recomputed"]) == (0, 1)
 
 
+def test_conservation_dedupes_an_event_against_a_first_copy_of_another_type(warehouse):
+    """The recompute reads only its keys' event types, but which copy of an event counts is
+    decided among all copies: a storage snapshot that reuses a billed API request's (source,
+    id) lands second and is not billed."""
+    source, event_id, time = _acme_feb_api_event(warehouse)
+    land_raw_event(
+        warehouse, event_id, source=source, time=time,
+        event_type="storage.snapshot", data={"gb": "5"},
+    )  # fmt: skip
+    finding = usage_lines_conserve_events(warehouse)
+    assert finding.passed, finding.found
+    assert (finding.stats["keys_updated"], finding.stats["keys_recomputed"]) == (0, 1)
+
+
 def test_conservation_tells_apart_two_events_whose_key_hashes_collide(warehouse):
     source, event_id, time = _acme_feb_api_event(warehouse)
     land_raw_event(warehouse, "other-key", source=source, time=time)
