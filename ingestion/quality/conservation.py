@@ -168,14 +168,17 @@ create or replace temp table conservation_recomputed as
 with
 
 -- The events the recomputed keys can match: per event type, the span of that type's keys'
--- periods (one scan each, literal bounds DuckDB prunes on: candidate_scans), deduplicated on
+-- periods (literal bounds DuckDB prunes on, in one scan: recompute_sql), deduplicated on
 -- (source, id), first landed in the whole span wins, whatever the type of the other copies.
 -- A window over every event's text key cost 74 s for the 42M events of an open month at
 -- 100M; only the events whose 8-byte key hash repeats in the span can have a duplicate, so
 -- only those are windowed.
 candidates as (
 
-    {{candidates}}
+    select source, id, type, subject, time, data, key_hash
+    from raw.usage_events
+    where time >= {{since}} and time < {{until}}
+        and ({{type_spans}})
 
 ),
 
@@ -351,23 +354,7 @@ def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
                 match=MATCH_SQL.format(events="conservation_scope", book="conservation_book")
             )
         )
-        since, until = con.execute(
-            """
-            select min(book.active_start_at), max(book.active_end_at)
-            from conservation_book as book
-            semi join conservation_recheck as recheck
-                on recheck.subscription_period_id = book.subscription_period_id
-                and recheck.charge_key = book.charge_key
-                and recheck.recompute
-            """
-        ).fetchall()[0]
-        con.execute(
-            RECOMPUTE_SQL.replace("{since}", timestamptz_literal(since, "infinity"))
-            .replace("{until}", timestamptz_literal(until, "-infinity"))
-            .replace("{types}", event_types_literal(con))
-            .replace("{candidates}", candidate_scans(con))
-            .replace("{match}", MATCH_SQL.format(events="events", book="book"))
-        )
+        con.execute(recompute_sql(_recompute_spans(con)))
         con.execute(UPDATE_SQL.replace("{match}", MATCH_SQL.format(events="events", book="book")))
         recomputed, updated = con.execute(
             "select count(*) filter (where recompute), count(*) filter (where not recompute) "
@@ -395,28 +382,9 @@ def usage_lines_conserve_events(con: duckdb.DuckDBPyConnection) -> Finding:
             con.execute(f"drop table if exists {table}")
 
 
-def event_types_literal(con: duckdb.DuckDBPyConnection) -> str:
-    """The event types of the recomputed keys' book rows, as SQL literals (null: none)."""
-    types = con.execute(
-        """
-        select distinct book.event_type
-        from conservation_book as book
-        semi join conservation_recheck as recheck
-            on recheck.subscription_period_id = book.subscription_period_id
-            and recheck.charge_key = book.charge_key
-            and recheck.recompute
-        order by 1
-        """
-    ).fetchall()
-    return ", ".join(_text_literal(t) for (t,) in types) or "null"
-
-
-def candidate_scans(con: duckdb.DuckDBPyConnection) -> str:
-    """The scan of raw for the recomputed keys: the span of all their periods (literal bounds
-    DuckDB prunes on), and per event type only the span of that type's keys. A new period's
-    count key then costs the days of its type's events, not the whole open periods of the
-    most common type; one scan, as separate scans per type each read the span again."""
-    spans = con.execute(
+def _recompute_spans(con: duckdb.DuckDBPyConnection) -> list[tuple[str, Any, Any]]:
+    """Per event type of the recomputed keys, the span of those keys' periods."""
+    return con.execute(
         """
         select book.event_type, min(book.active_start_at), max(book.active_end_at)
         from conservation_book as book
@@ -428,18 +396,28 @@ def candidate_scans(con: duckdb.DuckDBPyConnection) -> str:
         order by 1
         """
     ).fetchall()
-    columns = "select source, id, type, subject, time, data, key_hash from raw.usage_events"
-    if not spans:
-        return f"{columns} where false"
-    since = timestamptz_literal(min(span[1] for span in spans), "infinity")
-    until = timestamptz_literal(max(span[2] for span in spans), "-infinity")
-    per_type = "\n            or ".join(
+
+
+def recompute_sql(spans: list[tuple[str, Any, Any]]) -> str:
+    """RECOMPUTE_SQL for these spans: raw is read once within the span of all of them (literal
+    bounds DuckDB prunes on), each event type only within its own keys' span. A new period's
+    count key then costs the days of its type's events, not the whole open periods of the
+    most common type (separate scans per type would each read the span again)."""
+    since = min((span[1] for span in spans), default=None)
+    until = max((span[2] for span in spans), default=None)
+    type_spans = "\n            or ".join(
         f"(type = {_text_literal(event_type)}"
         f" and time >= {timestamptz_literal(start, 'infinity')}"
         f" and time < {timestamptz_literal(end, '-infinity')})"
         for event_type, start, end in spans
     )
-    return f"{columns}\n    where time >= {since} and time < {until}\n        and ({per_type})"
+    return (
+        RECOMPUTE_SQL.replace("{since}", timestamptz_literal(since, "infinity"))
+        .replace("{until}", timestamptz_literal(until, "-infinity"))
+        .replace("{types}", ", ".join(_text_literal(span[0]) for span in spans) or "null")
+        .replace("{type_spans}", type_spans or "false")
+        .replace("{match}", MATCH_SQL.format(events="events", book="book"))
+    )
 
 
 def _text_literal(text: object) -> str:
